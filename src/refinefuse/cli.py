@@ -15,7 +15,36 @@ from .errors import RefineFuseError
 
 # ----------------------------------------------------------------------------- fuse / info
 def _add_fuse(sub: argparse._SubParsersAction) -> None:
-    pass  # filled in by the fusion work (issue 2)
+    p = sub.add_parser(
+        "fuse",
+        help="fuse an image pair, or two folders of pairs matched by file name",
+        description="Fuse infrared + visible (or CT/PET/SPECT + MRI) images. Colour visible or "
+        "functional images are fused through their Y channel and keep their colour.",
+    )
+    p.add_argument("--ir", required=True, help="infrared (or CT/PET/SPECT) image file or folder")
+    p.add_argument("--vis", required=True, help="visible (or MRI) image file or folder")
+    p.add_argument("--out", required=True, help="output file, or folder for folder inputs")
+    p.add_argument("--method", default="refinefuse", help="refinefuse (default) or a baseline: mean, max, lp, dwt, gff, mst")
+    p.add_argument("--weights", help="checkpoint for the network (default: the weights shipped with the package)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--mode", default="auto", choices=["auto", "ir-vis", "medical"], help="which source gives the output colour")
+    p.add_argument("--ext", default=".png", help="output extension for folder inputs (default .png)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_fuse)
+
+
+def _run_fuse(args: argparse.Namespace) -> int:
+    from .fuse import fuse_paths
+
+    written = fuse_paths(
+        args.ir, args.vis, args.out, method=args.method, weights=args.weights, device=args.device,
+        mode=args.mode, ext=args.ext, overwrite=args.overwrite, progress=not args.quiet,
+    )
+    if not args.quiet:
+        where = written[0] if len(written) == 1 else written[0].parent
+        print(f"fused {len(written)} pair(s) -> {where}")
+    return 0
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:

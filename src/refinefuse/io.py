@@ -103,14 +103,22 @@ class Pair:
     vis: Path
 
 
+def _by_stem(folder: str | os.PathLike) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for p in list_images(folder):
+        if p.stem in files:
+            raise InputError(f"{p}: ambiguous name, {files[p.stem].name} has the same stem")
+        files[p.stem] = p
+    return files
+
+
 def pair_folders(ir_dir: str | os.PathLike, vis_dir: str | os.PathLike, *, strict: bool = True) -> list[Pair]:
     """Pair images of two folders by file stem (extensions may differ).
 
     With ``strict`` an image without a partner raises :class:`InputError` naming it;
     otherwise unpaired files are ignored (an empty result is still an error).
     """
-    ir_files = {p.stem: p for p in list_images(ir_dir)}
-    vis_files = {p.stem: p for p in list_images(vis_dir)}
+    ir_files, vis_files = _by_stem(ir_dir), _by_stem(vis_dir)
     if strict:
         for stems, other, present in ((ir_files, vis_files, ir_dir), (vis_files, ir_files, vis_dir)):
             missing = sorted(set(stems) - set(other))
