@@ -1,0 +1,46 @@
+"""Checkpoint save/load round-trip on CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from refinefuse.checkpoint import load_model, read_checkpoint, save_checkpoint
+from refinefuse.errors import InputError
+from refinefuse.models import create_model
+
+SMALL = dict(channels=[8, 8, 16, 16])
+
+
+def test_roundtrip_identical_outputs(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("refinefuse", **SMALL).eval()
+    path = save_checkpoint(tmp_path / "m.pt", model, meta={"note": "test"})
+    loaded = load_model(path, map_location="cpu")
+    assert loaded.meta == {"note": "test"}
+    assert loaded.config == model.config
+    ir, vis = torch.rand(1, 1, 24, 40), torch.rand(1, 1, 24, 40)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(ir, vis), model(ir, vis), rtol=0, atol=0)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("variant", ["refinefuse_l3", "refinefuse_no_psim"])
+def test_variant_roundtrip(tmp_path, variant):
+    model = create_model(variant, **SMALL)
+    loaded = load_model(save_checkpoint(tmp_path / "v.pt", model))
+    assert loaded.config == model.config
+    assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in model.parameters())
+
+
+def test_bad_checkpoints(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"garbage")
+    with pytest.raises(InputError, match="junk.pt: not a readable checkpoint"):
+        read_checkpoint(junk)
+    plain = tmp_path / "plain.pt"
+    torch.save({"weights": 1}, plain)
+    with pytest.raises(InputError, match="plain.pt: not a refinefuse checkpoint"):
+        load_model(plain)
+    with pytest.raises(InputError, match="absent.pt: no such checkpoint"):
+        load_model(tmp_path / "absent.pt")
