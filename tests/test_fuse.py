@@ -159,3 +159,12 @@ def test_default_weights(data_dir, tmp_path, capsys):
     else:
         assert main(argv) == 0
         assert read_image(tmp_path / "f.png").ndim == 2
+
+
+def test_demo_bundled_pair(tmp_path, tiny_ckpt, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--weights", str(tiny_ckpt), "--device", "cpu"]) == 0
+    fused = read_image(out / "refinefuse.png")
+    assert fused.shape == (480, 640, 3)
+    assert read_image(out / "overview.png").shape == (480, 1920, 3)
+    assert "output exists" in _err(capsys, ["demo", "--out", str(out), "--weights", str(tiny_ckpt)])

@@ -33,6 +33,11 @@ GreyFuser = Callable[[np.ndarray, np.ndarray], np.ndarray]
 MODES = ("auto", "ir-vis", "medical")
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "refinefuse_msrs.pt"
+EXAMPLE_PAIR = Pair(
+    "msrs_00828N",
+    Path(__file__).parent / "assets" / "msrs_00828N_ir.png",
+    Path(__file__).parent / "assets" / "msrs_00828N_vis.png",
+)
 
 
 # ----------------------------------------------------------------------------- arrays
@@ -215,3 +220,20 @@ def fuse_images(
         ir, vis = read_pair(pair)
     fuser = network_fuser(model, device) if model is not None else load_fuser(method, weights=weights, device=device)
     return fuse_arrays(ir, vis, fuser, mode=mode)
+
+
+def demo(out: str | os.PathLike, *, method: str = "refinefuse", weights: str | os.PathLike | None = None,
+         device: str = "auto", overwrite: bool = False) -> Path:
+    """Fuse the bundled MSRS example pair into ``out`` (a folder): writes ``<method>.png``
+    and ``overview.png`` (ir | vis | fused side by side). Returns the fused image path."""
+    out = Path(out)
+    fused_path, overview_path = out / f"{method}.png", out / "overview.png"
+    for p in (fused_path, overview_path):
+        if p.exists() and not overwrite:
+            raise InputError(f"{p}: output exists (use --overwrite to replace it)")
+    ir, vis = read_pair(EXAMPLE_PAIR)
+    fused = fuse_arrays(ir, vis, load_fuser(method, weights=weights, device=device))
+    write_image(fused_path, fused)
+    as_rgb = [np.dstack([img] * 3) if img.ndim == 2 else img for img in (ir, vis, fused)]
+    write_image(overview_path, np.hstack(as_rgb))
+    return fused_path
