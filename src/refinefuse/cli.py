@@ -47,6 +47,24 @@ def _run_fuse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="fuse the bundled MSRS example pair with the shipped weights")
+    p.add_argument("--out", default="refinefuse-demo", help="output folder (default ./refinefuse-demo)")
+    p.add_argument("--method", default="refinefuse", help="refinefuse (default) or a baseline name")
+    p.add_argument("--weights", help="checkpoint (default: the shipped weights)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from .fuse import demo
+
+    path = demo(args.out, method=args.method, weights=args.weights, device=args.device, overwrite=args.overwrite)
+    print(f"fused the example pair -> {path} (side by side: {path.parent / 'overview.png'})")
+    return 0
+
+
 def _add_info(sub: argparse._SubParsersAction) -> None:
     pass  # filled in by the model work (issue 2)
 
@@ -72,7 +90,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
 
 
 # ----------------------------------------------------------------------------- entry point
-COMMANDS = (_add_fuse, _add_info, _add_eval, _add_train, _add_bench, _add_reproduce)
+COMMANDS = (_add_fuse, _add_demo, _add_info, _add_eval, _add_train, _add_bench, _add_reproduce)
 
 
 def build_parser() -> argparse.ArgumentParser:
