@@ -1,0 +1,169 @@
+"""RefineFuse network (paper Sect. 3, Fig. 2; DESIGN.md section 1).
+
+Two encoders (one per modality, weights not shared) give features at scales 1, 1/2, ...,
+1/2^(levels-1). Levels 1-2 are fused by SFIM, deeper levels by PSIM. The decoding path is
+U-Net like: decoder ``k`` (k = levels..2) maps level ``k`` to level ``k-1`` (1x1 conv, 3x3
+conv, bilinear upsampling) and takes the previous decoder's output concatenated with the
+fused feature of its level; at level 2 the skip goes through FIM instead of concatenation;
+decoder 1 (four 3x3 convs, Tanh last) turns ``cat(decoder-2 output, level-1 fused)`` into
+the image.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import (
+    ConcatFuse,
+    ConvAct,
+    DeepShallowInteraction,
+    OutputDecoder,
+    ProfoundInteraction,
+    SuperficialInteraction,
+    UpDecoder,
+)
+
+__all__ = ["RefineFuse", "pad_to_multiple", "crop_to"]
+
+#: Default widths of levels 1..5 (the paper gives none). Chosen for size fidelity with the
+#: paper's Table 11 (2.21 M parameters, 12.73 G MACs at 256x256): at 4 levels this model has
+#: 2.20 M parameters and 12.74 G conv MACs at 256x256 (50.97 G at 512x512; paper 48.11 G).
+DEFAULT_CHANNELS = (64, 72, 88, 112, 128)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad ``(N, C, H, W)`` at the bottom/right to a multiple of ``multiple``; returns ``(padded, (H, W))``.
+
+    Reflect padding where the image is large enough, otherwise replicate (e.g. 1-px images).
+    :func:`crop_to` with the returned size restores the input exactly.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, (h, w)
+
+
+def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Crop ``(..., H', W')`` to its top-left ``size = (H, W)``."""
+    return x[..., : size[0], : size[1]]
+
+
+class _Encoder(nn.Sequential):
+    """One modality's encoder: 3x3 convs, the first stride 1, the others stride 2."""
+
+    def __init__(self, channels: Sequence[int], act: str) -> None:
+        widths = (1, *channels)
+        super().__init__(
+            *(ConvAct(widths[i], widths[i + 1], 3, stride=1 if i == 0 else 2, act=act) for i in range(len(channels)))
+        )
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
+        features = []
+        for layer in self:
+            x = layer(x)
+            features.append(x)
+        return features
+
+
+class RefineFuse(nn.Module):
+    """RefineFuse: ``forward(ir, vis)`` with ``(N, 1, H, W)`` in [0, 1] -> fused ``(N, 1, H, W)`` in [0, 1].
+
+    Any ``H, W``: inputs are padded internally to a multiple of ``2 ** (levels - 1)`` and
+    the output is cropped back.
+
+    Args:
+        channels: feature widths per level (at least ``levels`` values; extra ones ignored).
+        levels: 3, 4 (paper) or 5 encoder levels (max downsampling 1/4, 1/8, 1/16).
+        sfim: SFIM at levels 1-2 (False: concatenate + conv).
+        psim: PSIM at levels >= 3 (False: concatenate + conv).
+        fim: FIM between the deep decoder output and level 2 (False: concatenate + conv).
+        psim_pool: average-pooling factor before attention per PSIM level (3, 4, ...);
+            default ``2 ** (level - 1)``: 4 at level 3, 8 at level 4 (DESIGN.md reading).
+        heads: attention heads in PSIM.
+        head_channels: widths of decoder 1's first three convs (default ``(c1, c1, c1 // 2)``).
+        act: encoder/fusion activation (``"lrelu"`` or ``"relu"``); decoders use ReLU.
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[int] = DEFAULT_CHANNELS,
+        levels: int = 4,
+        sfim: bool = True,
+        psim: bool = True,
+        fim: bool = True,
+        psim_pool: Sequence[int] | None = None,
+        heads: int = 1,
+        head_channels: Sequence[int] | None = None,
+        act: str = "lrelu",
+    ) -> None:
+        super().__init__()
+        if levels not in (3, 4, 5):
+            raise ValueError(f"levels must be 3, 4 or 5, got {levels}")
+        if len(channels) < levels:
+            raise ValueError(f"channels needs {levels} widths, got {list(channels)}")
+        ch = [int(c) for c in channels[:levels]]
+        n_psim = levels - 2
+        pools = [2 ** (lvl - 1) for lvl in range(3, levels + 1)] if psim_pool is None else [int(p) for p in psim_pool]
+        if len(pools) < n_psim:
+            raise ValueError(f"psim_pool needs {n_psim} factors for levels={levels}, got {pools}")
+        pools = pools[:n_psim]
+        head = [int(c) for c in head_channels] if head_channels is not None else [ch[0], ch[0], max(1, ch[0] // 2)]
+        self.model_name = "refinefuse"
+        self.config = {
+            "channels": ch,
+            "levels": int(levels),
+            "sfim": bool(sfim),
+            "psim": bool(psim),
+            "fim": bool(fim),
+            "psim_pool": pools,
+            "heads": int(heads),
+            "head_channels": head,
+            "act": act,
+        }
+        self.levels = levels
+        self.stride = 2 ** (levels - 1)
+
+        self.encoder_ir = _Encoder(ch, act)
+        self.encoder_vis = _Encoder(ch, act)
+        fusions: list[nn.Module] = []
+        for i, c in enumerate(ch):
+            if i < 2:
+                fusions.append(SuperficialInteraction(c, act) if sfim else ConcatFuse(c, act))
+            else:
+                fusions.append(ProfoundInteraction(c, pools[i - 2], heads, act=act) if psim else ConcatFuse(c, act))
+        self.fusions = nn.ModuleList(fusions)
+
+        # decoders[k] maps level k+1 (0-based k) to level k: decoders for levels L..2
+        decoders = []
+        for k in range(levels - 1, 0, -1):  # level index (0-based) k = L-1 .. 1
+            in_c = ch[k] if (k == levels - 1 or k == 1) else 2 * ch[k]
+            decoders.append(UpDecoder(in_c, ch[k], ch[k - 1]))
+        self.decoders = nn.ModuleList(decoders)  # ordered deepest first
+        self.interaction = DeepShallowInteraction(ch[1]) if fim else ConcatFuse(ch[1], act)
+        self.head = OutputDecoder(2 * ch[0], tuple(head))  # type: ignore[arg-type]
+
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        if ir.shape != vis.shape or ir.dim() != 4 or ir.shape[1] != 1:
+            raise ValueError(f"expected two (N, 1, H, W) tensors of equal shape, got {tuple(ir.shape)} and {tuple(vis.shape)}")
+        both, size = pad_to_multiple(torch.cat((ir, vis), dim=0), self.stride)
+        ir, vis = both.chunk(2, dim=0)
+        fused = [fuse(a, b) for fuse, a, b in zip(self.fusions, self.encoder_ir(ir), self.encoder_vis(vis))]
+
+        x = fused[-1]
+        for decoder, k in zip(self.decoders, range(self.levels - 1, 0, -1)):
+            if k == 1:  # level 2: FIM (or concat) between deep decoder output and SFIM output
+                x = self.interaction(x, fused[1])
+            elif k < self.levels - 1:
+                x = torch.cat((x, fused[k]), dim=1)
+            x = decoder(x, fused[k - 1].shape[-2:])
+        out = self.head(torch.cat((x, fused[0]), dim=1))
+        return crop_to((out + 1) / 2, size)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.config.items())
