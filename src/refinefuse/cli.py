@@ -71,7 +71,85 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 
 # ----------------------------------------------------------------------------- eval / plot
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    pass  # filled in by the metrics work (issue 3)
+    p = sub.add_parser(
+        "eval",
+        help="score fused images (VIF, AG, SCD, Qabf, SF, EN, SSIM, ...) against their sources",
+        description="Score one or more folders of fused images against the source folders, pairing "
+        "images by file name. Prints a Markdown table of means (best bold, second underlined); with "
+        "--out also writes the per-image CSV and the summary as Markdown and JSON beside it.",
+    )
+    p.add_argument("--fused", required=True, action="append", metavar="[NAME=]DIR",
+                   help="folder of fused images; repeat for several methods; NAME= sets the row name "
+                   "(default: the folder name)")
+    p.add_argument("--ir", required=True, help="infrared (or CT/PET/SPECT) source folder")
+    p.add_argument("--vis", required=True, help="visible (or MRI) source folder")
+    p.add_argument("--metrics", help="comma-separated metric names, or 'all' (default: the profile's list; "
+                   "paper: VIF,AG,SCD,Qabf,SF,EN,SSIM)")
+    p.add_argument("--profile", default="paper", choices=["paper", "cddfuse", "tang"],
+                   help="metric conventions (default paper: reproduces the paper's tables)")
+    p.add_argument("--out", metavar="CSV", help="per-image CSV; the summary goes to the same name with .md and .json")
+    p.add_argument("--plot", nargs="?", const="", metavar="PNG",
+                   help="also draw a bar chart of the means (default name: the --out name with .png, "
+                   "else metrics.png)")
+    p.add_argument("--workers", type=int, help="processes (default: number of CPUs; 1 = no pool)")
+    p.add_argument("--skip-missing", action="store_true",
+                   help="skip source pairs without a fused image and report how many were skipped")
+    p.add_argument("--decimals", type=int, default=4, help="digits in the tables (default 4)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .metrics import evaluate_folders, markdown_table, plot_summary, write_reports
+    from .metrics.evaluate import parse_method_dirs
+
+    results = evaluate_folders(
+        parse_method_dirs(args.fused), args.ir, args.vis, metrics=args.metrics, profile=args.profile,
+        workers=args.workers, skip_missing=args.skip_missing, progress=not args.quiet,
+    )
+    means = results.means()
+    print(markdown_table(means, results.metrics, decimals=args.decimals), end="")
+    for method, names in results.skipped.items():
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        print(f"{method}: skipped {len(names)} pair(s) without a fused image ({shown})", file=sys.stderr)
+    if args.skip_missing:
+        print(f"skipped {results.n_skipped} missing fused image(s) in total", file=sys.stderr)
+    if args.out:
+        for path in write_reports(results, args.out, decimals=args.decimals).values():
+            print(f"wrote {path}", file=sys.stderr)
+    if args.plot is not None:
+        png = Path(args.plot) if args.plot else (Path(args.out).with_suffix(".png") if args.out else Path("metrics.png"))
+        print(f"wrote {plot_summary(means, png, results.metrics, title=f'profile {results.profile}')}", file=sys.stderr)
+    return 0
+
+
+def _add_plot(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plot", help="bar chart PNG of a summary JSON written by 'refinefuse eval --out'")
+    p.add_argument("summary", help="summary JSON (results.json from 'refinefuse eval --out results.csv')")
+    p.add_argument("-o", "--out", help="PNG to write (default: the summary name with .png)")
+    p.add_argument("--metrics", help="comma-separated metrics to show (default: all in the summary)")
+    p.add_argument("--title", help="figure title")
+    p.set_defaults(func=_run_plot)
+
+
+def _run_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .errors import InputError
+    from .metrics import plot_summary, read_summary_json
+
+    rows, columns = read_summary_json(args.summary)
+    if args.metrics:
+        wanted = [m.strip() for m in args.metrics.split(",") if m.strip()]
+        unknown = [m for m in wanted if m not in columns]
+        if unknown:
+            raise InputError(f"{args.summary}: no metric {unknown[0]} (has {', '.join(columns)})")
+        columns = tuple(wanted)
+    png = Path(args.out) if args.out else Path(args.summary).with_suffix(".png")
+    print(f"wrote {plot_summary(rows, png, columns, title=args.title)}")
+    return 0
 
 
 # ----------------------------------------------------------------------------- train
@@ -90,7 +168,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
 
 
 # ----------------------------------------------------------------------------- entry point
-COMMANDS = (_add_fuse, _add_demo, _add_info, _add_eval, _add_train, _add_bench, _add_reproduce)
+COMMANDS = (_add_fuse, _add_demo, _add_info, _add_eval, _add_plot, _add_train, _add_bench, _add_reproduce)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,251 @@
+"""Scoring fused images: one triplet (:func:`evaluate`) or whole folders (:func:`evaluate_folders`).
+
+Images are converted to grey exactly like the reference evaluators
+(:func:`refinefuse.colour.grey_255`: OpenCV's BGR2GRAY on float, rounded), so colour
+fused images and colour sources (visible, PET, SPECT) are accepted.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..colour import grey_255
+from ..errors import InputError
+from ..io import list_images, pair_folders, read_image
+from .profiles import Profile, get_profile
+
+
+def as_grey(img: np.ndarray) -> np.ndarray:
+    """Metric input from any image: uint8 or colour -> ``grey_255``; a 2-D float array is
+    taken as grey 0-255 values and returned as float64 unchanged."""
+    img = np.asarray(img)
+    if img.ndim == 2 and np.issubdtype(img.dtype, np.floating):
+        return img.astype(np.float64, copy=False)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
+        raise ValueError(f"expected a (H, W) grey or (H, W, 3) RGB image, got shape {img.shape}")
+    return grey_255(img)
+
+
+def evaluate(
+    fused: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    metrics: str | Sequence[str] | None = None,
+    profile: str | Profile = "paper",
+) -> dict[str, float]:
+    """Metrics of one fused image against its two sources.
+
+    Args:
+        fused, a, b: grey float 0-255 ``(H, W)`` arrays, or any image ``read_image``
+            returns (uint8 grey or RGB), converted with :func:`as_grey`. ``a`` is the
+            infrared / CT / PET / SPECT image, ``b`` the visible / MRI image.
+        metrics: names (list or comma-separated string); ``None`` = the profile's default
+            (``paper``: VIF, AG, SCD, Qabf, SF, EN, SSIM).
+        profile: ``paper`` (default), ``cddfuse`` or ``tang``.
+
+    Returns:
+        ``{metric: value}`` in the requested order.
+    """
+    prof = get_profile(profile)
+    names = prof.resolve(metrics)
+    f, a, b = as_grey(fused), as_grey(a), as_grey(b)
+    if not f.shape == a.shape == b.shape:
+        raise ValueError(f"image sizes differ: fused {f.shape}, a {a.shape}, b {b.shape}")
+    return {name: float(prof.metrics[name](f, a, b)) for name in names}
+
+
+# ----------------------------------------------------------------------------- folders
+@dataclass
+class EvalResults:
+    """Per-image scores of one or more methods on the same source pairs.
+
+    ``scores[method][image] = {metric: value}``; ``skipped[method]`` lists the pairs that
+    had no fused image (only with ``skip_missing``).
+    """
+
+    profile: str
+    metrics: tuple[str, ...]
+    methods: tuple[str, ...]
+    scores: dict[str, dict[str, dict[str, float]]]
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+
+    def means(self) -> dict[str, dict[str, float]]:
+        """``{method: {metric: mean over its images}}`` (NaN-free images only, as ``nanmean``)."""
+        out = {}
+        for method in self.methods:
+            per_image = self.scores[method].values()
+            out[method] = {
+                m: _nanmean([s[m] for s in per_image]) for m in self.metrics
+            }
+        return out
+
+    @property
+    def n_skipped(self) -> int:
+        return sum(len(v) for v in self.skipped.values())
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def parse_method_dirs(values: Sequence[str]) -> dict[str, Path]:
+    """``["DIR", "NAME=DIR", ...]`` -> ``{name: folder}`` (the CLI's ``--fused`` values).
+
+    Without ``NAME=`` the row is named after the folder. A value that is an existing path
+    is always a folder, even if it contains ``=``. Duplicate names raise :class:`InputError`.
+    """
+    out: dict[str, Path] = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep or not name or Path(value).exists():
+            name, folder = Path(value).resolve().name or value, value
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise InputError(f"{folder}: no such folder (fused images of '{name}')")
+        if name in out:
+            raise InputError(f"{folder}: a second method named '{name}' (use NAME=DIR to name the rows)")
+        out[name] = folder
+    return out
+
+
+def _fused_files(folder: Path) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for path in list_images(folder):
+        if path.stem in files:
+            raise InputError(f"{path}: two fused images named '{path.stem}' in {folder}")
+        files[path.stem] = path
+    return files
+
+
+def _size(img: np.ndarray) -> str:
+    return f"{img.shape[1]}x{img.shape[0]}"
+
+
+def _score_pair(
+    task: tuple[str, Path, Path, list[tuple[str, Path]]], prof: Profile, metrics: tuple[str, ...]
+) -> tuple[str, dict[str, dict[str, float]]]:
+    """Worker: read one source pair once and score every method's fused image of it."""
+    name, ir_path, vis_path, fused = task
+    a = as_grey(read_image(ir_path))
+    b = as_grey(read_image(vis_path))
+    if a.shape != b.shape:
+        raise InputError(f"{vis_path}: size {_size(b)} differs from {ir_path} ({_size(a)})")
+    out = {}
+    for method, path in fused:
+        f = as_grey(read_image(path))
+        if f.shape != a.shape:
+            raise InputError(f"{path}: size {_size(f)} differs from its sources {ir_path} ({_size(a)})")
+        out[method] = {m: float(prof.metrics[m](f, a, b)) for m in metrics}
+    return name, out
+
+
+def _init_worker() -> None:
+    # One process per core: keep the libraries inside each worker single-threaded.
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def default_workers() -> int:
+    """Worker processes to use: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def evaluate_folders(
+    fused_dirs: Mapping[str, str | os.PathLike],
+    ir_dir: str | os.PathLike,
+    vis_dir: str | os.PathLike,
+    metrics: str | Sequence[str] | None = None,
+    profile: str | Profile = "paper",
+    workers: int | None = None,
+    skip_missing: bool = False,
+    progress: bool = True,
+) -> EvalResults:
+    """Score fused folders against source folders, pairing images by file name (stem).
+
+    Args:
+        fused_dirs: ``{method name: folder}``; one row per method in the summaries.
+        ir_dir, vis_dir: source folders (for medical data: CT/PET/SPECT and MRI). Every
+            source image needs its partner (:func:`refinefuse.io.pair_folders`).
+        metrics, profile: as in :func:`evaluate`.
+        workers: processes; ``None`` = number of CPUs, ``1`` = no pool (in-process).
+        skip_missing: skip source pairs without a fused image (counted in
+            ``EvalResults.skipped``) instead of raising :class:`InputError`.
+        progress: show a tqdm progress bar (on stderr).
+
+    Raises:
+        InputError: a missing fused image (without ``skip_missing``), an unreadable file,
+            or a size mismatch; the message names the file.
+    """
+    prof = get_profile(profile)
+    names = prof.resolve(metrics)
+    if not fused_dirs:
+        raise InputError("no fused folder given")
+    pairs = pair_folders(ir_dir, vis_dir, strict=True)
+    fused_files = {method: _fused_files(Path(folder)) for method, folder in fused_dirs.items()}
+
+    skipped: dict[str, list[str]] = {method: [] for method in fused_dirs}
+    tasks = []
+    for pair in pairs:
+        fused = []
+        for method, files in fused_files.items():
+            path = files.get(pair.name)
+            if path is None:
+                if not skip_missing:
+                    raise InputError(
+                        f"{Path(fused_dirs[method]) / pair.name}.*: no fused image for source pair "
+                        f"'{pair.name}' ({pair.ir}, {pair.vis}); use --skip-missing to skip it"
+                    )
+                skipped[method].append(pair.name)
+                continue
+            fused.append((method, path))
+        if fused:
+            tasks.append((pair.name, pair.ir, pair.vis, fused))
+
+    scores: dict[str, dict[str, dict[str, float]]] = {method: {} for method in fused_dirs}
+    n_workers = min(workers or default_workers(), max(1, len(tasks)))
+    bar = tqdm(total=len(tasks), desc="eval", unit="pair", disable=not progress)
+    try:
+        if n_workers <= 1:
+            results = (_score_pair(t, prof, names) for t in tasks)
+            for name, per_method in results:
+                _collect(scores, name, per_method)
+                bar.update()
+        else:
+            ctx = multiprocessing.get_context("spawn")  # safe with torch/OpenCV threads in the parent
+            with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker) as pool:
+                chunk = max(1, min(8, len(tasks) // (4 * n_workers)))
+                for name, per_method in pool.map(
+                    _score_pair, tasks, [prof] * len(tasks), [names] * len(tasks), chunksize=chunk
+                ):
+                    _collect(scores, name, per_method)
+                    bar.update()
+    finally:
+        bar.close()
+    return EvalResults(
+        profile=prof.name,
+        metrics=names,
+        methods=tuple(fused_dirs),
+        scores={m: dict(sorted(s.items())) for m, s in scores.items()},
+        skipped={m: s for m, s in skipped.items() if s},
+    )
+
+
+def _collect(scores: dict, name: str, per_method: dict[str, dict[str, float]]) -> None:
+    for method, values in per_method.items():
+        scores[method][name] = values
