@@ -1,0 +1,149 @@
+"""Loss tests with hand-computed cases (DESIGN.md Sect. 3)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from refinefuse.losses import (
+    FusionLoss,
+    contrast_mask,
+    conventional_intensity_loss,
+    fusion_loss,
+    intensity_loss,
+    ir_mask,
+    local_variance,
+    max_intensity_loss,
+    sobel_magnitude,
+    texture_loss,
+)
+
+
+def _checkerboard(h: int = 32, w: int = 32) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    return ((yy + xx) % 2).float().view(1, 1, h, w)
+
+
+def _ramp(slope: float, h: int = 16, w: int = 20) -> torch.Tensor:
+    return (torch.arange(w).float() * slope).expand(h, w).reshape(1, 1, h, w).clone()
+
+
+def test_local_variance_constant_and_checkerboard():
+    flat = torch.full((1, 1, 24, 24), 0.7)
+    assert torch.allclose(local_variance(flat), torch.zeros_like(flat), atol=1e-6)
+    # a 0/1 checkerboard has variance ~0.25 under any smooth normalised window
+    var = local_variance(_checkerboard())
+    assert torch.allclose(var[..., 8:-8, 8:-8], torch.full_like(var[..., 8:-8, 8:-8], 0.25), atol=0.01)
+
+
+def test_contrast_mask_picks_the_textured_source():
+    textured, flat = _checkerboard(), torch.full((1, 1, 32, 32), 0.5)
+    assert contrast_mask(textured, flat).min() == 1  # ir has more contrast everywhere
+    assert contrast_mask(flat, textured).max() == 0
+    assert contrast_mask(flat, flat).max() == 0  # ties go to the visible image (strict >)
+
+
+def test_ir_mask_is_union_of_salient_and_contrast():
+    flat, textured = torch.full((1, 1, 32, 32), 0.5), _checkerboard()
+    salient = torch.zeros(1, 1, 32, 32)
+    salient[..., :10, :10] = 1
+    mask = ir_mask(flat, textured, salient)  # C = 0 everywhere: M_ir = S
+    assert torch.equal(mask, salient)
+    assert ir_mask(textured, flat, salient).min() == 1  # C = 1 everywhere
+
+
+def test_intensity_loss_zero_when_fused_follows_the_right_source():
+    torch.manual_seed(0)
+    ir, vis = torch.rand(2, 1, 40, 40), torch.rand(2, 1, 40, 40)
+    salient = (torch.rand(2, 1, 40, 40) > 0.8).float()
+    mask = ir_mask(ir, vis, salient)
+    assert 0 < mask.mean() < 1
+    fused = mask * ir + (1 - mask) * vis
+    assert intensity_loss(fused, ir, vis, mask).item() == 0.0
+    # swapping the sources in the masked region costs exactly mean(M |I - V|)
+    wrong = mask * vis + (1 - mask) * vis
+    expected = (mask * (ir - vis).abs()).mean()
+    assert torch.allclose(intensity_loss(wrong, ir, vis, mask), expected)
+
+
+def test_intensity_loss_hand_computed():
+    ir, vis = torch.full((1, 1, 8, 8), 0.8), torch.full((1, 1, 8, 8), 0.2)
+    salient = torch.zeros(1, 1, 8, 8)
+    salient[..., :, :4] = 1  # left half salient; flat images give C = 0, so M_ir = S
+    fused = torch.full((1, 1, 8, 8), 0.5)
+    total, terms = fusion_loss(fused, ir, vis, salient)
+    # mean(S * 0.3) + mean((1 - S) * 0.3) = 0.15 + 0.15; flat images have no texture
+    assert terms["int"].item() == pytest.approx(0.3, abs=1e-6)
+    assert terms["tex"].item() == pytest.approx(0.0, abs=1e-6)
+    assert total.item() == pytest.approx(0.3, abs=1e-6)
+
+
+def test_sobel_magnitude_is_raw_sobel():
+    # x-ramp of slope a: interior |Sx| = 8a (1+2+1 weights, two-pixel span), Sy = 0;
+    # replicate border: the first/last columns see a one-pixel span -> 4a
+    a = 0.01
+    mag = sobel_magnitude(_ramp(a))
+    assert torch.allclose(mag[..., 1:-1], torch.full_like(mag[..., 1:-1], 8 * a), atol=1e-6)
+    assert torch.allclose(mag[..., [0, -1]], torch.full_like(mag[..., [0, -1]], 4 * a), atol=1e-6)
+
+
+def test_texture_loss_hand_computed_and_elementwise_max():
+    a, w = 0.01, 20
+    ramp, flat = _ramp(a, w=w), torch.full((1, 1, 16, w), 0.3)
+    fused_flat = torch.full_like(flat, 0.6)
+    expected = a * (8 * (w - 2) + 4 * 2) / w
+    assert texture_loss(fused_flat, ramp, flat).item() == pytest.approx(expected, rel=1e-5)
+    assert texture_loss(fused_flat, flat, ramp).item() == pytest.approx(expected, rel=1e-5)  # symmetric in sources
+    assert texture_loss(ramp, ramp, flat).item() == pytest.approx(0.0, abs=1e-7)
+    # element-wise max: ir textured on the left, vis on the right; fused = both textures
+    left, right = flat.clone(), flat.clone()
+    left[..., :, :10] = _ramp(a, w=w)[..., :, :10]
+    right[..., :, 10:] = _ramp(a, w=w)[..., :, 10:]
+    target = torch.maximum(sobel_magnitude(left), sobel_magnitude(right))
+    fused = ramp  # its gradient magnitude differs from the target only near the seam
+    assert texture_loss(fused, left, right).item() == pytest.approx((sobel_magnitude(fused) - target).abs().mean().item())
+    assert texture_loss(fused, left, right) < texture_loss(fused, left, flat)
+
+
+def test_ablation_settings():
+    torch.manual_seed(1)
+    ir, vis = torch.rand(1, 1, 24, 24), torch.rand(1, 1, 24, 24)
+    assert conventional_intensity_loss(ir, ir, vis).item() == pytest.approx((ir - vis).abs().mean().item())
+    assert max_intensity_loss(torch.maximum(ir, vis), ir, vis).item() == 0.0
+    fused = torch.rand(1, 1, 24, 24)
+    total_a, terms_a = fusion_loss(fused, ir, vis, setting="A")
+    assert terms_a["int"].item() == pytest.approx(conventional_intensity_loss(fused, ir, vis).item())
+    total_b, terms_b = fusion_loss(fused, ir, vis, setting="B")
+    assert terms_b["int"].item() == pytest.approx(max_intensity_loss(fused, ir, vis).item())
+    total_c, terms_c = fusion_loss(fused, ir, vis, setting="C")
+    total_full, terms_full = fusion_loss(fused, ir, vis, setting="full")
+    assert terms_c["tex"].item() == 0.0 and total_c.item() == pytest.approx(terms_full["int"].item())
+    assert total_full.item() == pytest.approx(terms_full["int"].item() + 5 * terms_full["tex"].item(), rel=1e-6)
+    total_l1, _ = FusionLoss(lam=1.0)(fused, ir, vis)
+    assert total_l1.item() == pytest.approx(terms_full["int"].item() + terms_full["tex"].item(), rel=1e-6)
+    with pytest.raises(ValueError):
+        FusionLoss(setting="D")
+
+
+@pytest.mark.parametrize("setting", ["full", "A", "B", "C"])
+def test_gradients_flow_to_the_fused_image(setting):
+    torch.manual_seed(2)
+    ir, vis = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
+    fused = torch.rand(2, 1, 16, 16, requires_grad=True)
+    total, _ = FusionLoss(setting)(fused, ir, vis, (torch.rand(2, 1, 16, 16) > 0.5).float())
+    total.backward()
+    assert fused.grad is not None and torch.isfinite(fused.grad).all() and fused.grad.abs().sum() > 0
+
+
+def test_half_precision_input_is_computed_in_float32():
+    torch.manual_seed(3)
+    ir, vis, fused = (torch.rand(1, 1, 16, 16) for _ in range(3))
+    ref, _ = fusion_loss(fused, ir, vis)
+    half, _ = fusion_loss(fused.half(), ir, vis)
+    assert half.dtype == torch.float32
+    assert half.item() == pytest.approx(ref.item(), rel=1e-2)
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError):
+        fusion_loss(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 9))
