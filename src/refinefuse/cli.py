@@ -154,7 +154,54 @@ def _run_plot(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- train
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    pass  # filled in by the training work (issue 4)
+    p = sub.add_parser(
+        "train",
+        help="train a fusion model on paired ir/ and vi/ folders",
+        description="Train RefineFuse (paper settings by default: SGD, lr 1e-3, batch 8, 300 epochs, crop 256). "
+        "Checkpoints (last.pt, best.pt), log.csv, TensorBoard events and validation grids go to --out. "
+        "Several GPUs: torchrun --nproc_per_node N -m refinefuse train ...",
+    )
+    p.add_argument("--data", help="dataset folder with ir/ and vi/ (optional label/, boxes_ir/, boxes_vi/, masks/)")
+    p.add_argument("--out", help="run folder for checkpoints and logs (default runs/refinefuse)")
+    p.add_argument("--config", help="YAML file of settings (e.g. src/refinefuse/configs/train_msrs.yaml)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (its settings unless overridden)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, dest="batch_size", help="per process")
+    p.add_argument("--crop", type=int, help="random square crop size (paper: 256)")
+    p.add_argument("--max-pairs", type=int, dest="max_pairs", help="use at most N pairs (evenly spaced)")
+    p.add_argument("--val-pairs", type=int, dest="val_pairs", help="held-out validation pairs (default 4)")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer", choices=("sgd", "adam"))
+    p.add_argument("--loss", choices=("full", "A", "B", "C"), help="loss setting (A/B/C: Table 8 ablations)")
+    p.add_argument("--mask", help="salient mask source: infer|labels|boxes_ir|boxes_vi|masks|auto|none")
+    p.add_argument("--model", help="registered model name (default refinefuse)")
+    p.add_argument("--device", help="auto|cpu|cuda|cuda:N")
+    p.add_argument("--workers", type=int, help="DataLoader workers")
+    p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="any other setting, value in YAML (repeatable)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import os
+
+    from .config import parse_overrides
+    from .train import build_config, train
+
+    named = ("data", "out", "epochs", "batch_size", "crop", "max_pairs", "val_pairs", "lr", "optimizer", "loss")
+    named += ("mask", "model", "device", "workers", "seed")
+    overrides = {k: getattr(args, k) for k in named if getattr(args, k) is not None}
+    overrides.update(parse_overrides(args.set))
+    if args.no_progress:
+        overrides["progress"] = False
+    cfg = build_config(args.config, overrides, resume=args.resume)
+    best = train(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"best checkpoint: {best}")
+    return 0
 
 
 # ----------------------------------------------------------------------------- bench / export-onnx
