@@ -2,6 +2,14 @@
 
 __version__ = "0.1.0"
 
-from .models import RefineFuse, create_model  # noqa: E402  (torch only; thop is imported lazily)
-
 __all__ = ["RefineFuse", "create_model", "__version__"]
+
+
+def __getattr__(name: str):
+    # ``from refinefuse import RefineFuse`` works, but ``import refinefuse`` stays cheap
+    # (torch is imported only when the model is first asked for).
+    if name in ("RefineFuse", "create_model"):
+        from . import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'refinefuse' has no attribute {name!r}")

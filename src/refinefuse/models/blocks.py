@@ -115,8 +115,8 @@ class SuperficialInteraction(nn.Module):
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         att = self.attention(torch.cat((ir, vis), dim=1))
-        ir = ir + ir * att[:, 0:1]
-        vis = vis + vis * att[:, 1:2]
+        ir = torch.addcmul(ir, ir, att[:, 0:1])  # f + f * A, one allocation
+        vis = torch.addcmul(vis, vis, att[:, 1:2])
         return self.fuse(interleave(ir, vis))
 
 
@@ -193,7 +193,7 @@ class DeepShallowInteraction(nn.Module):
     def forward(self, deep: torch.Tensor, shallow: torch.Tensor) -> torch.Tensor:
         deep = resize_to(deep, shallow.shape[-2:])
         s = shallow * (self.deep_channel(deep) + self.shallow_channel(shallow))
-        s = s + s * self.spatial(s)
+        s = torch.addcmul(s, s, self.spatial(s))
         return s + deep
 
 

@@ -54,21 +54,12 @@ def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x[..., : size[0], : size[1]]
 
 
-class _Encoder(nn.Sequential):
-    """One modality's encoder: 3x3 convs, the first stride 1, the others stride 2."""
-
-    def __init__(self, channels: Sequence[int], act: str) -> None:
-        widths = (1, *channels)
-        super().__init__(
-            *(ConvAct(widths[i], widths[i + 1], 3, stride=1 if i == 0 else 2, act=act) for i in range(len(channels)))
-        )
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
-        features = []
-        for layer in self:
-            x = layer(x)
-            features.append(x)
-        return features
+def _encoder(channels: Sequence[int], act: str) -> nn.ModuleList:
+    """One modality's encoder: one 3x3 conv per level, the first stride 1, the others stride 2."""
+    widths = (1, *channels)
+    return nn.ModuleList(
+        ConvAct(widths[i], widths[i + 1], 3, stride=1 if i == 0 else 2, act=act) for i in range(len(channels))
+    )
 
 
 class RefineFuse(nn.Module):
@@ -129,8 +120,8 @@ class RefineFuse(nn.Module):
         self.levels = levels
         self.stride = 2 ** (levels - 1)
 
-        self.encoder_ir = _Encoder(ch, act)
-        self.encoder_vis = _Encoder(ch, act)
+        self.encoder_ir = _encoder(ch, act)
+        self.encoder_vis = _encoder(ch, act)
         fusions: list[nn.Module] = []
         for i, c in enumerate(ch):
             if i < 2:
@@ -153,7 +144,10 @@ class RefineFuse(nn.Module):
             raise ValueError(f"expected two (N, 1, H, W) tensors of equal shape, got {tuple(ir.shape)} and {tuple(vis.shape)}")
         both, size = pad_to_multiple(torch.cat((ir, vis), dim=0), self.stride)
         ir, vis = both.chunk(2, dim=0)
-        fused = [fuse(a, b) for fuse, a, b in zip(self.fusions, self.encoder_ir(ir), self.encoder_vis(vis))]
+        fused = []  # encode and fuse level by level so only one level's encoder features are alive
+        for conv_ir, conv_vis, fuse in zip(self.encoder_ir, self.encoder_vis, self.fusions):
+            ir, vis = conv_ir(ir), conv_vis(vis)
+            fused.append(fuse(ir, vis))
 
         x = fused[-1]
         for decoder, k in zip(self.decoders, range(self.levels - 1, 0, -1)):
