@@ -66,7 +66,31 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
-    pass  # filled in by the model work (issue 2)
+    p = sub.add_parser(
+        "info",
+        help="model size: parameters and conv MACs",
+        description="Print a model's parameter count and conv/linear MACs (thop) at square input sizes.",
+    )
+    p.add_argument("--model", default="refinefuse", help="registered model name (default: refinefuse)")
+    p.add_argument("--size", type=int, nargs="+", default=[256, 512], metavar="N", help="input sizes NxN (default: 256 512)")
+
+    def run(args: argparse.Namespace) -> int:
+        from .models import create_model, list_models
+        from .models.complexity import count_macs, count_params
+
+        if args.model not in list_models():
+            raise RefineFuseError(f"unknown model {args.model!r}; available: {', '.join(list_models())}")
+        if any(s < 1 for s in args.size):
+            raise RefineFuseError(f"--size must be positive, got {args.size}")
+        model = create_model(args.model)
+        print(f"model: {args.model}  config: {model.config}")
+        print(f"parameters: {count_params(model):,} ({count_params(model) / 1e6:.2f} M)")
+        print(f"{'size':>11}  {'MACs (G)':>9}")
+        for s in args.size:
+            print(f"{f'{s}x{s}':>11}  {count_macs(model, s, s) / 1e9:9.2f}")
+        return 0
+
+    p.set_defaults(func=run)
 
 
 # ----------------------------------------------------------------------------- eval / plot
