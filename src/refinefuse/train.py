@@ -506,6 +506,10 @@ def _train(cfg: TrainConfig, rt: _Runtime) -> Path:
                 row.update(val_loss=float(val_terms[0]), val_int=float(val_terms[1]), val_tex=float(val_terms[2]))
                 row.update({f"val_{k}": v for k, v in metrics.items() if f"val_{k}" in run_log.columns})
             run_log.log(row, grid)
+            summary = f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} (int {row['train_int']:.4f}, tex {row['train_tex']:.4f})"
+            if val_terms is not None:
+                summary += f", val {row['val_loss']:.4f}" + "".join(f", {k} {v:.3f}" for k, v in metrics.items())
+            print(summary + f", {row['pairs_per_s']:.2f} pairs/s, lr {lr:.2e}" + (" *" if improved else ""), file=sys.stderr)
             if rt.distributed:
                 dist.barrier()
     finally:

@@ -1,0 +1,250 @@
+"""Trainer: real short runs on MSRS train128 with a tiny model, resume, kill, DDP, NaN, bad input."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from refinefuse.checkpoint import load_model, read_checkpoint
+from refinefuse.cli import main
+from refinefuse.config import TrainConfig, default_config_path, load_config, parse_overrides
+from refinefuse.errors import InputError
+from refinefuse.losses import FusionLoss
+from refinefuse.train import EpochSampler, TrainingDiverged, build_config, lr_factor, train
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+TINY = {"channels": [4, 4, 8, 8]}
+
+
+def _config(data_dir: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(
+        data=str(data_dir / "msrs" / "train128"),
+        out=str(out),
+        max_pairs=14,
+        val_pairs=2,
+        crop=32,
+        batch_size=4,
+        epochs=2,
+        model_overrides=dict(TINY),
+        optimizer="adam",
+        lr=1e-2,
+        workers=0,
+        tensorboard=False,
+        progress=False,
+        val_metrics=[],
+        threads=2,
+    )
+    base.update(kw)
+    return TrainConfig.from_dict(base)
+
+
+def _log(out: Path) -> list[dict]:
+    with (out / "log.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def _env() -> dict:
+    env = dict(os.environ, PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def _cli_args(data_dir: Path, out: Path, epochs: int, *extra: str) -> list[str]:
+    return [
+        "train", "--data", str(data_dir / "msrs" / "train128"), "--out", str(out), "--epochs", str(epochs),
+        "--batch-size", "4", "--crop", "32", "--max-pairs", "14", "--val-pairs", "2", "--optimizer", "adam",
+        "--lr", "1e-2", "--no-progress", "--set", "model_overrides={channels: [4, 4, 8, 8]}",
+        "--set", "val_metrics=[]", "--set", "threads=1", *extra,
+    ]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- config
+def test_packaged_config_has_paper_defaults():
+    cfg = load_config(default_config_path())
+    assert (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.epochs, cfg.crop, cfg.lam) == ("sgd", 1e-3, 8, 300, 256, 5.0)
+    assert cfg.momentum == 0.9 and cfg.scheduler == "cosine"
+    defaults = TrainConfig()
+    assert (defaults.optimizer, defaults.lr, defaults.batch_size, defaults.epochs, defaults.crop) == ("sgd", 1e-3, 8, 300, 256)
+
+
+def test_overrides_are_parsed_and_checked():
+    values = parse_overrides(["lr=1e-4", "model_overrides={channels: [8, 8, 16, 16]}", "max_pairs=5"])
+    cfg = TrainConfig.from_dict(values)
+    assert cfg.lr == 1e-4 and cfg.model_overrides == {"channels": [8, 8, 16, 16]} and cfg.max_pairs == 5
+    with pytest.raises(InputError, match="unknown training setting 'lrate'"):
+        TrainConfig.from_dict({"lrate": 1})
+    with pytest.raises(InputError, match="'epochs' expects int"):
+        TrainConfig.from_dict({"epochs": "many"})
+    with pytest.raises(InputError, match="expected key=value"):
+        parse_overrides(["lr"])
+
+
+def test_lr_schedule_warmup_then_cosine():
+    cfg = TrainConfig(epochs=11, warmup_epochs=1, lr=1e-3, min_lr=1e-5)
+    factors = [lr_factor(e, cfg) for e in range(11)]
+    assert factors[0] == pytest.approx(0.1) and factors[1] == pytest.approx(1.0)
+    assert all(a > b for a, b in zip(factors[1:], factors[2:]))
+    assert lr_factor(100, cfg) == pytest.approx(0.01)  # floor min_lr / lr
+
+
+def test_epoch_sampler_is_deterministic_and_partitions():
+    a, b = EpochSampler(10, seed=3), EpochSampler(10, seed=3)
+    a.set_epoch(2), b.set_epoch(2)
+    assert list(a) == list(b)
+    b.set_epoch(3)
+    assert [i for i, _ in a] != [i for i, _ in b]
+    ranks = [EpochSampler(10, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    got = sorted(i for s in ranks for i, _ in s)
+    assert got == list(range(10))
+
+
+# ----------------------------------------------------------------------------- real runs
+def test_short_run_lowers_loss_and_writes_loadable_checkpoints(data_dir, tmp_path):
+    out = tmp_path / "run"
+    best = train(_config(data_dir, out, epochs=4, tensorboard=True, val_metrics=["VIF"]))
+    assert best == out / "best.pt"
+    rows = _log(out)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    losses = [float(r["train_loss"]) for r in rows]
+    assert losses[-1] < losses[0], losses
+    assert all(float(r["pairs_per_s"]) > 0 for r in rows) and rows[-1]["val_loss"]
+    for name in ("last.pt", "best.pt", "config.yaml", "val/epoch_0004.png"):
+        assert (out / name).is_file(), name
+    assert sorted(p.name for p in out.glob("epoch_*.pt")) == ["epoch_0003.pt", "epoch_0004.pt"]  # keep_last=2
+    assert any((out / "tb").iterdir())
+    state = read_checkpoint(out / "last.pt")
+    assert state["epoch"] == 4 and state["train_config"]["epochs"] == 4
+    assert {"optimizer", "scheduler", "rng"} <= set(state)
+    model = load_model(out / "best.pt")
+    fused = model(torch.rand(1, 1, 40, 56), torch.rand(1, 1, 40, 56))
+    assert fused.shape == (1, 1, 40, 56) and 0 <= fused.min() and fused.max() <= 1
+
+
+def test_resume_repeats_an_uninterrupted_run(data_dir, tmp_path):
+    straight = tmp_path / "straight"
+    train(_config(data_dir, straight, epochs=2, optimizer="sgd", lr=0.05))
+    split = tmp_path / "split"
+    train(_config(data_dir, split, epochs=1, optimizer="sgd", lr=0.05, workers=1))
+    with pytest.raises(InputError, match="pass --resume"):
+        train(_config(data_dir, split, epochs=2, optimizer="sgd", lr=0.05))
+    # the schedule of the resumed run follows its config (epochs=2), like the straight run's
+    resumed = build_config(overrides={"out": str(split), "epochs": 2}, resume=True)
+    assert resumed.optimizer == "sgd" and resumed.max_pairs == 14  # settings come from last.pt
+    train(resumed)
+    a, b = read_checkpoint(straight / "last.pt"), read_checkpoint(split / "last.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    for key in a["state_dict"]:
+        torch.testing.assert_close(a["state_dict"][key], b["state_dict"][key], rtol=1e-4, atol=1e-6)
+    assert [r["epoch"] for r in _log(split)] == ["1", "2"]
+
+
+def test_kill_during_training_then_resume(data_dir, tmp_path):
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "refinefuse", *_cli_args(data_dir, out, 40, "--max-pairs", "40", "--workers", "1")]
+    proc = subprocess.Popen(args, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while not (out / "last.pt").exists():
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "no checkpoint within 90 s"
+            time.sleep(0.05)
+        time.sleep(0.5)  # somewhere inside a later epoch
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = read_checkpoint(out / "last.pt")["epoch"]
+    assert 1 <= done < 40
+    load_model(out / "last.pt")  # never corrupted
+    short = _cli_args(data_dir, out, done + 2, "--max-pairs", "40", "--workers", "1", "--resume")
+    result = subprocess.run([sys.executable, "-m", "refinefuse", *short], env=_env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert read_checkpoint(out / "last.pt")["epoch"] == done + 2
+    assert [int(r["epoch"]) for r in _log(out)] == list(range(1, done + 3))
+    load_model(out / "best.pt")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_cpu_processes_match_one_process(data_dir, tmp_path):
+    # no augmentation, whole 128x128 images, 4 training pairs: one process with batch 4 and
+    # two gloo processes with batch 2 each take the same SGD steps
+    common = ["--crop", "128", "--max-pairs", "6", "--set", "augment=false", "--optimizer", "sgd", "--lr", "0.05"]
+    ddp_out, single_out = tmp_path / "ddp", tmp_path / "single"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+    ddp = subprocess.run(
+        [*torchrun, "-m", "refinefuse", *_cli_args(data_dir, ddp_out, 2, *common, "--batch-size", "2", "--workers", "0")],
+        env=_env(), capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert main(_cli_args(data_dir, single_out, 2, *common, "--batch-size", "4", "--workers", "0")) == 0
+    a, b = read_checkpoint(ddp_out / "last.pt"), read_checkpoint(single_out / "last.pt")
+    assert a["meta"]["world_size"] == 2 and b["meta"]["world_size"] == 1
+    for key in a["state_dict"]:
+        torch.testing.assert_close(a["state_dict"][key], b["state_dict"][key], rtol=1e-4, atol=1e-5)
+    assert float(_log(ddp_out)[-1]["train_loss"]) == pytest.approx(float(_log(single_out)[-1]["train_loss"]), rel=1e-4)
+    load_model(ddp_out / "best.pt")
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_forward = FusionLoss.forward
+
+    def poisoned(self, fused, ir, vis, salient=None):
+        total, terms = real_forward(self, fused, ir, vis, salient)
+        calls["n"] += torch.is_grad_enabled()
+        if calls["n"] > 3:  # epoch 1 has 3 training steps (12 pairs, batch 4)
+            total = total * float("nan")
+        return total, terms
+
+    monkeypatch.setattr(FusionLoss, "forward", poisoned)
+    out = tmp_path / "nan"
+    with pytest.raises(TrainingDiverged, match="non-finite loss at epoch 2, step 1"):
+        train(_config(data_dir, out, epochs=3))
+    state = read_checkpoint(out / "last.pt")
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["state_dict"].values())
+    load_model(out / "best.pt")
+
+
+# ----------------------------------------------------------------------------- bad input via the CLI
+def test_cli_bad_input_is_one_line(data_dir, tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("refinefuse: error:") and "no such dataset folder" in err and "\n" not in err
+    assert main(["train", "--out", str(tmp_path / "o")]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--set", "nonsense=1"]) == 2
+    assert "unknown training setting 'nonsense'" in capsys.readouterr().err
+
+
+def test_bad_mask_in_worker_gives_one_line_error(tmp_path, capsys):
+    import numpy as np
+
+    from refinefuse.io import write_image
+
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        write_image(tmp_path / "d" / "ir" / f"{i}.png", rng.integers(0, 256, (32, 32), dtype=np.uint8))
+        write_image(tmp_path / "d" / "vi" / f"{i}.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+        size = (16, 16) if i == 3 else (32, 32)
+        write_image(tmp_path / "d" / "masks" / f"{i}.png", np.zeros(size, np.uint8))
+    args = ["train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"), "--epochs", "1", "--crop", "32"]
+    args += ["--val-pairs", "0", "--workers", "1", "--no-progress", "--set", "model_overrides={channels: [4, 4, 8, 8]}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("refinefuse: error:") and "3.png: mask is 16x16 but the image pair is 32x32" in err
