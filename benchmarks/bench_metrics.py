@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -99,20 +100,24 @@ def main() -> None:
     triplets = _triplets(args.fused, args.ir, args.vis, args.sample)
     h, w = triplets[0][0].shape
     print(f"\nper-metric time, profile {profile.name}, {len(triplets)} triplets of {w}x{h}, one process:")
-    total = 0.0
+    print(f"  {'':5s} {'wall':>8s} {'cpu':>8s}  (ms per image)")
+    total_wall = total_cpu = 0.0
     for name in names:
         fn = profile.metrics[name]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for f, a, b in triplets:
             fn(f, a, b)
-        ms = (time.perf_counter() - t0) / len(triplets) * 1000
-        total += ms
-        print(f"  {name:5s} {ms:8.1f} ms/image")
-    t0 = time.perf_counter()
+        wall = (time.perf_counter() - t0) / len(triplets) * 1000
+        cpu = (time.process_time() - c0) / len(triplets) * 1000
+        total_wall += wall
+        total_cpu += cpu
+        print(f"  {name:5s} {wall:8.1f} {cpu:8.1f}")
+    t0, c0 = time.perf_counter(), time.process_time()
     _triplets(args.fused, args.ir, args.vis, args.sample)
-    read_ms = (time.perf_counter() - t0) / len(triplets) * 1000
-    print(f"  {'read':5s} {read_ms:8.1f} ms/image (3 files, grey conversion)")
-    print(f"  {'total':5s} {total + read_ms:8.1f} ms/image")
+    wall = (time.perf_counter() - t0) / len(triplets) * 1000
+    cpu = (time.process_time() - c0) / len(triplets) * 1000
+    print(f"  {'read':5s} {wall:8.1f} {cpu:8.1f}  (3 PNG files + grey conversion)")
+    print(f"  {'total':5s} {total_wall + wall:8.1f} {total_cpu + cpu:8.1f}")
 
     if args.reference:
         print(f"\nVIF, separable filtering vs 2-D convolve2d (reference way), {args.reference} triplets:")
@@ -128,11 +133,15 @@ def main() -> None:
 
     n = len(pair_folders(args.ir, args.vis))
     print(f"\nfolder: {n} pairs, {len(names)} metrics ({','.join(names)}), {workers} worker process(es):")
-    t0 = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0, c0 = time.perf_counter(), time.process_time()
     results = evaluate_folders({"fused": args.fused}, args.ir, args.vis, metrics=names, profile=profile,
                                workers=workers, progress=False)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = time.process_time() - c0 + (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     print(f"  wall time {wall:.1f} s ({wall / n * 1000:.0f} ms per pair), including process start and reading")
+    print(f"  CPU time {cpu:.1f} s in all processes; load average now {os.getloadavg()[0]:.2f}")
     means = results.means()["fused"]
     print("  means: " + ", ".join(f"{k} {v:.4f}" for k, v in means.items()))
 

@@ -73,8 +73,10 @@ def test_paper_ag_differs_from_cddfuse_ag(golden: dict, golden_dir: Path) -> Non
     assert not math.isclose(paper, row["metrics"]["AG"], rel_tol=REL_TOL)
 
 
-def test_ssim_is_bit_identical_to_reference(golden: dict, golden_dir: Path) -> None:
-    """SSIM repeats scikit-image's float32 arithmetic, so it equals the reference exactly."""
-    for row in golden["cddfuse"][:6]:
+@pytest.mark.parametrize("profile", ["paper", "cddfuse"])
+def test_ssim_and_qabf_are_bit_identical_to_cddfuse(profile: str, golden: dict, golden_dir: Path) -> None:
+    """SSIM and Qabf repeat the Evaluator's float32 arithmetic, so they equal it exactly."""
+    for row in golden["cddfuse"]:
         fused, a, b = _images(golden_dir, row)
-        assert evaluate(fused, a, b, metrics=["SSIM"])["SSIM"] == row["metrics"]["SSIM"]
+        got = evaluate(fused, a, b, metrics=["SSIM", "Qabf"], profile=profile)
+        assert got == {k: row["metrics"][k] for k in ("SSIM", "Qabf")}, row["fused"]

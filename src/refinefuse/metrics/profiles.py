@@ -95,7 +95,7 @@ def _cddfuse_metrics(ag_convention: str) -> dict[str, MetricFn]:
         "PSNR": F.psnr,
         "SCD": F.scd,
         "VIF": F.vif,
-        "Qabf": F.qabf,
+        "Qabf": partial(F.qabf, dtype=np.float32),  # CDDFuse computes it in float32
         "SSIM": F.ssim,
     }
 
