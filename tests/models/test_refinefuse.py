@@ -101,13 +101,17 @@ def test_pad_uses_reflection():
     assert padded[0, 0, 0, 6:].tolist() == [4.0, 3.0]  # reflect, not replicate
 
 
-def test_output_independent_of_padding_content_size():
-    # the image and the same image padded by the caller give the same output where it matters
-    model = RefineFuse(**TINY).eval()
-    ir, vis = torch.rand(1, 1, 24, 32), torch.rand(1, 1, 24, 32)
-    a = model(ir, vis)
-    b = model(*(pad_to_multiple(t, 8)[0] for t in (ir, vis)))  # already a multiple: no-op
-    torch.testing.assert_close(a, b)
+@pytest.mark.parametrize("levels", [3, 4])
+def test_internal_padding_is_reflect_pad_then_crop(levels):
+    # an odd-sized input gives exactly the crop of the output for the reflect-padded input
+    model = RefineFuse(levels=levels, **TINY).eval()
+    ir, vis = torch.rand(1, 1, 37, 53), torch.rand(1, 1, 37, 53)
+    stride = 2 ** (levels - 1)
+    padded_ir, size = pad_to_multiple(ir, stride)
+    padded_vis, _ = pad_to_multiple(vis, stride)
+    assert padded_ir.shape[-2:] != ir.shape[-2:]
+    with torch.no_grad():
+        torch.testing.assert_close(model(ir, vis), crop_to(model(padded_ir, padded_vis), size))
 
 
 @pytest.mark.parametrize("name", VARIANTS)
