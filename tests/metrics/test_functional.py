@@ -12,7 +12,7 @@ from skimage.metrics import structural_similarity as skimage_ssim
 
 from refinefuse.colour import grey_255
 from refinefuse.errors import InputError
-from refinefuse.metrics import evaluate, functional as F, get_profile, markdown_table, rank_marks
+from refinefuse.metrics import as_grey, evaluate, functional as F, get_profile, markdown_table, rank_marks
 
 
 @pytest.fixture(scope="module")
@@ -220,8 +220,10 @@ def test_colour_input_is_converted_like_opencv(triplet) -> None:
     assert np.abs(grey - (0.299 * r + 0.587 * g + 0.114 * bl)).max() <= 0.5 + 1e-3
     assert np.array_equal(grey, np.round(grey))
     assert evaluate(rgb, a, b, metrics="all") == evaluate(grey, a, b, metrics="all")
-    # uint8 grey is the same image as its float values
+    # uint8 grey is the same image as its float values (as_grey's fast path equals grey_255)
     assert evaluate(f.astype(np.uint8), a, b) == evaluate(f, a, b)
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    assert as_grey(levels).dtype == np.float64 and np.array_equal(as_grey(levels), grey_255(levels))
 
 
 def test_profiles_and_metric_names(triplet) -> None:

@@ -32,6 +32,8 @@ def as_grey(img: np.ndarray) -> np.ndarray:
         return img.astype(np.float64, copy=False)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
+    if img.ndim == 2 and img.dtype == np.uint8:
+        return img.astype(np.float64)  # what grey_255 gives for grey uint8, without its float32 round trip
     if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
         raise ValueError(f"expected a (H, W) grey or (H, W, 3) RGB image, got shape {img.shape}")
     return grey_255(img)

@@ -264,43 +264,39 @@ def _filter_valid(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 
 def _vifp_terms(
-    mu1: np.ndarray, mu2: np.ndarray, e11: np.ndarray, e22: np.ndarray, e12: np.ndarray
+    m1: np.ndarray, e11: np.ndarray, e12: np.ndarray, m2: np.ndarray, sigma2_sq: np.ndarray, low2: np.ndarray
 ) -> tuple[float, float]:
-    """Numerator and denominator of one scale of Sheikh's pixel-domain VIF.
+    """Numerator and denominator of one block of one scale of Sheikh's pixel-domain VIF.
 
-    The same clamps, in the same order, as ``vifp_mscale.m``; both sums use the natural
-    log instead of log10, which only scales them (their ratio is unchanged).
+    ``m1, e11, e12``: local E[ref], E[ref^2], E[ref * dist]; ``m2``: local E[dist];
+    ``sigma2_sq``, ``low2``: the distorted image's clamped variance and ``sigma2_sq < eps``
+    (shared by both sources). The same clamps, in the same order, as ``vifp_mscale.m``;
+    both sums use the natural log instead of log10, which only scales them (their ratio is
+    unchanged).
     """
     eps = _VIF_EPS
-    num = den = 0.0
-    for rows in _row_blocks(mu1.shape):
-        m1, m2 = mu1[rows], mu2[rows]
-        sigma1_sq = np.maximum(e11[rows] - m1 * m1, 0.0)
-        sigma2_sq = np.maximum(e22[rows] - m2 * m2, 0.0)
-        sigma12 = e12[rows] - m1 * m2
+    sigma1_sq = np.maximum(e11 - m1 * m1, 0.0)
+    sigma12 = e12 - m1 * m2
 
-        g = sigma12 / (sigma1_sq + eps)
-        sv_sq = sigma2_sq - g * sigma12
+    g = sigma12 / (sigma1_sq + eps)
+    sv_sq = sigma2_sq - g * sigma12
 
-        low1 = sigma1_sq < eps
-        low2 = sigma2_sq < eps
-        np.copyto(sv_sq, sigma2_sq, where=low1)
-        sigma1_sq[low1] = 0.0
-        sv_sq[low2] = 0.0
-        g[low1 | low2] = 0.0
+    low1 = sigma1_sq < eps
+    np.copyto(sv_sq, sigma2_sq, where=low1)
+    np.copyto(sigma1_sq, 0.0, where=low1)
+    np.copyto(sv_sq, 0.0, where=low2)
+    np.copyto(g, 0.0, where=low1 | low2)
 
-        np.copyto(sv_sq, sigma2_sq, where=g < 0)
-        np.maximum(g, 0.0, out=g)
-        np.maximum(sv_sq, eps, out=sv_sq)  # sv_sq(sv_sq <= eps) = eps
+    np.copyto(sv_sq, sigma2_sq, where=g < 0)
+    np.maximum(g, 0.0, out=g)
+    np.maximum(sv_sq, eps, out=sv_sq)  # sv_sq(sv_sq <= eps) = eps
 
-        sv_sq += _VIF_SIGMA_NSQ
-        g *= g
-        g *= sigma1_sq
-        g /= sv_sq
-        num += _sum_log1p(g)
-        sigma1_sq /= _VIF_SIGMA_NSQ
-        den += _sum_log1p(sigma1_sq)
-    return num, den
+    sv_sq += _VIF_SIGMA_NSQ
+    g *= g
+    g *= sigma1_sq
+    g /= sv_sq
+    sigma1_sq /= _VIF_SIGMA_NSQ
+    return _sum_log1p(g), _sum_log1p(sigma1_sq)
 
 
 def _sum_log1p(x: np.ndarray) -> float:
@@ -335,13 +331,17 @@ def _vifp_many(refs: list[np.ndarray], dist: np.ndarray) -> list[float]:
             dist = np.ascontiguousarray(_filter_valid(dist, win)[::2, ::2])
         mu2 = _filter_valid(dist, win)
         e22 = _filter_valid(dist * dist, win)
-        for i, ref in enumerate(refs):
-            mu1 = _filter_valid(ref, win)
-            e11 = _filter_valid(ref * ref, win)
-            e12 = _filter_valid(ref * dist, win)
-            n, d = _vifp_terms(mu1, mu2, e11, e22, e12)
-            num[i] += n
-            den[i] += d
+        stats = [
+            (_filter_valid(ref, win), _filter_valid(ref * ref, win), _filter_valid(ref * dist, win)) for ref in refs
+        ]
+        for rows in _row_blocks(mu2.shape):
+            m2 = mu2[rows]
+            sigma2_sq = np.maximum(e22[rows] - m2 * m2, 0.0)
+            low2 = sigma2_sq < _VIF_EPS
+            for i, (mu1, e11, e12) in enumerate(stats):
+                n, d = _vifp_terms(mu1[rows], e11[rows], e12[rows], m2, sigma2_sq, low2)
+                num[i] += n
+                den[i] += d
     out = []
     for n, d in zip(num, den):
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -377,8 +377,9 @@ def _sobel_zero_padded(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     h3 = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64)
     h1 = np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], dtype=np.float64)
-    sx = cv2.filter2D(img, cv2.CV_64F, h3[::-1, ::-1].copy(), borderType=cv2.BORDER_CONSTANT)
-    sy = cv2.filter2D(img, cv2.CV_64F, h1[::-1, ::-1].copy(), borderType=cv2.BORDER_CONSTANT)
+    depth = cv2.CV_32F if img.dtype == np.float32 else cv2.CV_64F
+    sx = cv2.filter2D(img, depth, h3[::-1, ::-1].astype(img.dtype), borderType=cv2.BORDER_CONSTANT)
+    sy = cv2.filter2D(img, depth, h1[::-1, ::-1].astype(img.dtype), borderType=cv2.BORDER_CONSTANT)
     return sx, sy
 
 
@@ -416,7 +417,7 @@ def qabf(fused: np.ndarray, a: np.ndarray, b: np.ndarray, dtype: type = np.float
     (its images and Sobel kernels are float32), which reproduces its values exactly.
     """
     f, a, b = _as_floats(fused, a, b)
-    sobel = [tuple(s.astype(dtype, copy=False) for s in _sobel_zero_padded(x)) for x in (a, b, f)]
+    sobel = [_sobel_zero_padded(x.astype(dtype)) for x in (a, b, f)]
     weighted = np.empty(f.shape, dtype)
     strength = np.empty(f.shape, dtype)
     for rows in _row_blocks(f.shape):
