@@ -385,9 +385,9 @@ def _sobel_zero_padded(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _qabf_orientation(sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
     """``alpha = atan(Sy / Sx)``, pi/2 where ``Sx = 0``."""
-    zero = sx == 0
-    alpha = np.arctan(sy / np.where(zero, 1.0, sx))
-    alpha[zero] = math.pi / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alpha = np.arctan(sy / sx)
+    np.copyto(alpha, math.pi / 2, where=sx == 0)
     return alpha
 
 
