@@ -89,9 +89,9 @@ def main() -> None:
     ap.add_argument("--reference", type=int, default=0, help="triplets for the convolve2d VIF comparison")
     args = ap.parse_args()
 
-    import cv2
+    from refinefuse.metrics.evaluate import _init_worker
 
-    cv2.setNumThreads(1)
+    _init_worker()  # this process times the metrics the way a worker runs them
     profile = get_profile(args.profile)
     names = profile.resolve(args.metrics)
     workers = args.workers or default_workers()
