@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 
 __all__ = ["fuse_tensor", "tile_starts", "feather_ramp", "DEFAULT_MAX_PIXELS", "DEFAULT_OVERLAP"]
 
-#: Largest image (H * W) fused in one piece: 1024 x 1024. A 1024x768 pair then runs whole in
-#: about 2 GB peak RSS on CPU (benchmarks/bench_memory.py); larger images are tiled.
+#: Largest image (H * W) fused in one piece: 1024 x 1024. Measured peak RSS on CPU
+#: (benchmarks/bench_memory.py, paper-size model): 1024x768 whole 1.8 GiB; 4096x3072 in
+#: 1024-px tiles 2.7 GiB.
 DEFAULT_MAX_PIXELS = 1024 * 1024
 #: Default overlap (pixels) between neighbouring tiles.
 DEFAULT_OVERLAP = 64
