@@ -193,7 +193,7 @@ def plot_summary(
             if marks.get((method, col)) == "best":
                 bar.set_edgecolor("black")
                 bar.set_linewidth(2)
-        ax.bar_label(bars, labels=["" if math.isnan(v) else f"{v:.3g}" for v in values], fontsize=7)
+        ax.bar_label(bars, labels=["" if math.isnan(v) else f"{v:.4g}" for v in values], fontsize=7)
         ax.set_title(f"{col} {'↓' if col in LOWER_IS_BETTER else '↑'}")
         ax.set_xticks([])
         finite = [v for v in values if not math.isnan(v)]
