@@ -167,3 +167,15 @@ def test_bad_options(msrs, tmp_path, capsys) -> None:
     assert f"{tmp_path / 'nope'}: no such folder" in capsys.readouterr().err
     assert main(["plot", str(tmp_path / "missing.json")]) == 2
     assert "missing.json: no such file" in capsys.readouterr().err
+
+
+def test_image_too_small_for_vif_names_the_file(tmp_path, capsys) -> None:
+    rng = np.random.default_rng(1)
+    for sub in ("ir", "vis", "fused"):
+        (tmp_path / sub).mkdir()
+        write_image(tmp_path / sub / "tiny.png", rng.integers(0, 256, (30, 30), dtype=np.uint8))
+    args = ["eval", "--fused", str(tmp_path / "fused"), "--ir", str(tmp_path / "ir"), "--vis", str(tmp_path / "vis"),
+            "--workers", "1", "--quiet"]
+    assert main(args) == 2
+    assert f"{tmp_path / 'fused' / 'tiny.png'}: VIF needs images of at least 41x41 pixels" in capsys.readouterr().err
+    assert main(args + ["--metrics", "SSIM,Qabf,EN"]) == 0

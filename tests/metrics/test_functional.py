@@ -77,6 +77,9 @@ def test_shape_mismatch_and_dimension_errors(triplet) -> None:
         F.entropy(np.zeros((4, 4, 3)))
     with pytest.raises(ValueError, match="sizes differ"):
         evaluate(f, a[:, :-2], b)
+    with pytest.raises(ValueError, match="at least 41x41"):
+        F.vif(f[:40], a[:40], b[:40])
+    assert math.isfinite(F.vif(f[:41, :41], a[:41, :41], b[:41, :41]))
 
 
 # ----------------------------------------------------------------------------- cross-checks

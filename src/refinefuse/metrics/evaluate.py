@@ -149,7 +149,10 @@ def _score_pair(
         f = as_grey(read_image(path))
         if f.shape != a.shape:
             raise InputError(f"{path}: size {_size(f)} differs from its sources {ir_path} ({_size(a)})")
-        out[method] = {m: float(prof.metrics[m](f, a, b)) for m in metrics}
+        try:
+            out[method] = {m: float(prof.metrics[m](f, a, b)) for m in metrics}
+        except ValueError as exc:  # e.g. an image too small for VIF
+            raise InputError(f"{path}: {exc}") from None
     return name, out
 
 

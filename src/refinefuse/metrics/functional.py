@@ -319,6 +319,8 @@ def _sum_log1p(x: np.ndarray) -> float:
 
 def _vifp_many(refs: list[np.ndarray], dist: np.ndarray) -> list[float]:
     """``vifp_mscale(ref, dist)`` for several references sharing one distorted image."""
+    if min(dist.shape) < 41:
+        raise ValueError(f"VIF needs images of at least 41x41 pixels (4 scales), got {dist.shape[1]}x{dist.shape[0]}")
     # Variances and covariances do not change when a constant is subtracted; centring
     # keeps the E[x^2] - E[x]^2 cancellation small and makes constant images exactly flat.
     refs = [r - r.mean() for r in refs]
