@@ -144,14 +144,20 @@ def _setup_runtime(cfg: TrainConfig) -> _Runtime:
 
 
 def _worker_init(_: int) -> None:
-    # one thread per loader worker: the main process owns the cores for compute
+    # one torch thread per loader worker: the main process owns the cores for compute
     torch.set_num_threads(1)
-    try:
-        import cv2
 
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover
-        pass
+
+def _single_threaded_opencv() -> None:
+    """Stop OpenCV's thread pool before loader workers are forked.
+
+    A child forked while the parent's OpenCV pool exists deadlocks as soon as it touches
+    the pool (``cv2.setNumThreads`` or a parallel function). Training owns its process, and
+    OpenCV only decodes and converts images here, so one thread costs nothing.
+    """
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 class EpochSampler(Sampler):
@@ -292,7 +298,12 @@ def validate(model: nn.Module, loader: DataLoader, criterion: FusionLoss, rt: _R
             gap = np.full((a8.shape[0], 2), 255, np.uint8)
             rows.append(np.hstack([a8, gap, b8, gap, f8]))
             if evaluate is not None:
-                values = evaluate(f8.astype(np.float64), a8.astype(np.float64), b8.astype(np.float64), metrics=list(cfg.val_metrics))
+                try:
+                    values = evaluate(f8.astype(np.float64), a8.astype(np.float64), b8.astype(np.float64), metrics=list(cfg.val_metrics))
+                except ValueError as exc:  # e.g. a metric that needs larger images than the crop
+                    print(f"refinefuse: validation metrics skipped: {exc}", file=sys.stderr)
+                    evaluate, per_pair = None, []
+                    continue
                 per_pair.append({k: float(v) for k, v in values.items()})
     model.train()
     if per_pair:
@@ -374,6 +385,7 @@ def _train(cfg: TrainConfig, rt: _Runtime) -> Path:
         max_pairs=cfg.max_pairs,
     )
     train_set, val_set = dataset.split(cfg.val_pairs)
+    _single_threaded_opencv()
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = cfg.workers if cfg.workers is not None else min(4, max(1, cpus // rt.world_size))
     sampler = EpochSampler(len(train_set), cfg.seed, shuffle=True, rank=rt.rank, world_size=rt.world_size)
@@ -460,9 +472,9 @@ def _train(cfg: TrainConfig, rt: _Runtime) -> Path:
                 val_terms, grid, metrics = validate(model, val_loader, criterion, rt, cfg)
                 (out / "val").mkdir(exist_ok=True)
                 write_image(out / "val" / f"epoch_{epoch + 1:04d}.png", grid)
-            score = float(val_terms[0]) if val_loader is not None else float(train_terms[0])
-            improved = val_terms is not None or val_loader is None
-            improved = improved and math.isfinite(score) and score < best
+            # best.pt follows the validation loss (the training loss when there is no validation set)
+            score = float(train_terms[0]) if val_loader is None else (None if val_terms is None else float(val_terms[0]))
+            improved = score is not None and math.isfinite(score) and score < best
             if improved:
                 best = score
             meta = {

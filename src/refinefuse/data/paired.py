@@ -16,7 +16,8 @@ exists, else ``"auto"`` (threshold of the infrared image, see
 
 Each item is a dict ``{"ir", "vis", "mask"}`` of float32 ``(1, h, w)`` tensors in [0, 1]
 plus ``"name"``. Images are read, converted and augmented in ``__getitem__``, i.e. in the
-DataLoader workers.
+DataLoader workers. With fork-started workers, call ``cv2.setNumThreads(1)`` in the parent
+first (the trainer does): a worker forked while OpenCV's thread pool runs can deadlock.
 """
 
 from __future__ import annotations
