@@ -72,7 +72,7 @@ class TrainConfig:
     device: str = "auto"  #: auto (CUDA when available) | cpu | cuda | cuda:1
     amp: bool = True  #: automatic mixed precision on CUDA (ignored on CPU)
     amp_dtype: str = "float16"  #: float16 (with a gradient scaler) | bfloat16
-    channels_last: bool = True  #: NHWC memory format (faster convolutions on CPU and GPU)
+    channels_last: bool | None = None  #: NHWC memory format; None: on CUDA only (measured slower on CPU, docs/training.md)
     threads: int | None = None  #: torch.set_num_threads (None: CPUs per process)
     keep_last: int = 2  #: also keep epoch_XXXX.pt for the last N epochs (0: only last.pt/best.pt)
     tensorboard: bool = True  #: write TensorBoard events in RUN_DIR/tb
@@ -98,29 +98,27 @@ def default_config_path() -> Path:
     return Path(__file__).with_name("configs") / "train_msrs.yaml"
 
 
+_KINDS = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "dict": dict}
+
+
 def _coerce(name: str, value: Any, source: str) -> Any:
     """Check and convert ``value`` for field ``name`` (ints for floats, lists for tuples)."""
-    default = getattr(TrainConfig(), name)
-    annotation = str(_FIELDS[name].type)
+    annotation = str(_FIELDS[name].type)  # e.g. "float | None", "list[int]"
     if value is None:
         if "None" in annotation:
             return None
         raise InputError(f"{source}: '{name}' may not be empty")
-    kind = type(default) if default is not None else None
-    if kind is None:  # optional field: infer from the annotation
-        kind = int if annotation.startswith("int") else float if annotation.startswith("float") else list if "list" in annotation else str
-    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if kind is list and isinstance(value, (list, tuple)):
-        return list(value)
-    if kind is int and isinstance(value, bool):
-        raise InputError(f"{source}: '{name}' expects an integer, got {value!r}")
+    kind = _KINDS[annotation.split("|")[0].split("[")[0].strip()]
     if kind is float and isinstance(value, str):
         try:
-            return float(value)
+            value = float(value)
         except ValueError:
             pass
-    if not isinstance(value, kind):
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is list and isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
         raise InputError(f"{source}: '{name}' expects {kind.__name__}, got {value!r}")
     return value
 
