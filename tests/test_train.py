@@ -240,6 +240,19 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monke
     load_model(out / "best.pt")
 
 
+def test_cli_config_file_and_flag_precedence(data_dir, tmp_path):
+    out = tmp_path / "from-yaml"
+    (tmp_path / "run.yaml").write_text(
+        f"data: {data_dir / 'msrs' / 'train128'}\nout: {out}\nepochs: 5\nmax_pairs: 8\nval_pairs: 0\n"
+        "crop: 32\nbatch_size: 4\nworkers: 0\ntensorboard: false\nprogress: false\nloss: B\n"
+        "model_overrides: {channels: [4, 4, 8, 8]}\n"
+    )
+    assert main(["train", "--config", str(tmp_path / "run.yaml"), "--epochs", "1"]) == 0  # flag beats file
+    state = read_checkpoint(out / "last.pt")
+    assert state["epoch"] == 1 and state["train_config"]["loss"] == "B" and state["meta"]["loss_setting"] == "B"
+    assert state["model"]["config"]["channels"] == [4, 4, 8, 8]
+
+
 # ----------------------------------------------------------------------------- bad input via the CLI
 def test_cli_bad_input_is_one_line(data_dir, tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--epochs", "1"]) == 2
