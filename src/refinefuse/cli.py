@@ -230,16 +230,154 @@ def _run_train(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- bench / export-onnx
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    pass  # filled in by the baselines/benchmark work (issue 5)
+    p = sub.add_parser(
+        "bench",
+        help="efficiency benchmark (Table 11): parameters, MACs and runtimes of RefineFuse and the baselines",
+        description="Parameters, conv MACs (thop) and median runtimes per pair, for the network forward alone and "
+        "for the whole fusion of a file pair (read, colour conversion, fusion, write; model loaded once), on the "
+        "bundled MSRS pair resized to each size. Prints a Markdown table; --out also writes JSON (+ .md beside it).",
+    )
+    p.add_argument("--methods", help="comma-separated: refinefuse and/or baselines (default: all)")
+    p.add_argument("--sizes", nargs="+", default=["640x480", "1024x768"], metavar="WxH",
+                   help="image sizes to time (default: 640x480 1024x768)")
+    p.add_argument("--mac-sizes", nargs="+", type=int, default=[256, 512], metavar="N",
+                   help="square sizes for the MAC count (default: 256 512)")
+    p.add_argument("--device", default="auto", help="network device: auto (CUDA if available), cpu, cuda, ...")
+    p.add_argument("--threads", type=int, help="torch/OpenCV CPU threads (default: torch's default)")
+    p.add_argument("--batch-size", type=int, default=1, help="pairs per network forward (default 1)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="network autocast precision (fp16: CUDA only; bf16: CPU or CUDA with bf16)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement; median reported (default 5)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
+    p.add_argument("--weights", help="network checkpoint (default: shipped weights, else random init)")
+    p.add_argument("--channels", type=int, nargs="+", metavar="C",
+                   help="network widths per level (default: paper config; for quick checks)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 128x96 only, MACs at 64, 1 run, no warm-up")
+    p.add_argument("--out", metavar="JSON", help="write the result as JSON here and the table beside it (.md)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_bench)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    from .errors import InputError
+
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"bad size '{text}' (expected WxH, e.g. 640x480)") from None
+    return w, h
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .bench import markdown_table, run_benchmark
+
+    sizes, mac_sizes, repeats, warmup = [_parse_size(s) for s in args.sizes], args.mac_sizes, args.repeats, args.warmup
+    if args.quick:
+        sizes, mac_sizes, repeats, warmup = [(128, 96)], [64], 1, 0
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    result = run_benchmark(
+        methods, sizes=sizes, mac_sizes=mac_sizes, device=args.device, threads=args.threads,
+        batch_size=args.batch_size, precision=args.precision, repeats=repeats, warmup=warmup, weights=args.weights,
+        model_overrides={"channels": args.channels} if args.channels else None, progress=not args.quiet,
+    )
+    table = markdown_table(result)
+    print(table, end="")
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        out.with_suffix(".md").write_text(table)
+        print(f"wrote {out} and {out.with_suffix('.md')}", file=sys.stderr)
+    return 0
+
+
+def _add_export_onnx(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export-onnx",
+        help="export the network to ONNX (for ONNX Runtime)",
+        description="Export a RefineFuse checkpoint to ONNX (inputs ir, vis: float32 (N,1,H,W) in [0,1], H and W "
+        "multiples of the model stride; batch, height and width are dynamic). The graph has no padding: "
+        "refinefuse.export.OnnxFuser pads and crops. Prints the max abs difference to PyTorch on the example pair.",
+    )
+    p.add_argument("--out", required=True, help="ONNX file to write")
+    p.add_argument("--weights", help="checkpoint (default: the shipped weights)")
+    p.add_argument("--height", type=int, default=480, help="trace height (default 480)")
+    p.add_argument("--width", type=int, default=640, help="trace width (default 640)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=_run_export_onnx)
+
+
+def _run_export_onnx(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .checkpoint import load_model
+    from .colour import luminance
+    from .errors import InputError
+    from .export import compare_onnx, export_onnx
+    from .fuse import EXAMPLE_PAIR, default_weights, read_pair
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise InputError(f"{out}: output exists (use --overwrite to replace it)")
+    weights = Path(args.weights) if args.weights else default_weights()
+    if weights is None:
+        raise InputError("no trained weights ship with this version: pass --weights CKPT (a checkpoint from `refinefuse train`)")
+    model = load_model(weights, map_location="cpu")
+    export_onnx(model, out, height=args.height, width=args.width, opset=args.opset)
+    ir, vis = (luminance(img) for img in read_pair(EXAMPLE_PAIR))
+    diff = compare_onnx(model, out, ir, vis)
+    print(f"wrote {out}; max abs difference to PyTorch on {EXAMPLE_PAIR.name} ({ir.shape[1]}x{ir.shape[0]}): {diff:.2e}")
+    return 0
 
 
 # ----------------------------------------------------------------------------- reproduce / demo
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
-    pass  # filled in by the reproduction work (issue 6)
+    p = sub.add_parser(
+        "reproduce",
+        help="paper-style quality table and comparison figure of a dataset",
+        description="Fuse every pair of a dataset with each method, score them (profile paper) and write "
+        "OUT/DATASET/table.md (VIF AG SCD Qabf SF EN SSIM, best bold, second underlined, with the paper's "
+        "rows marked '(published)'), table.json, per_image.csv and figure.png. Existing fused images in "
+        "OUT/DATASET/METHOD/ are reused, so a rerun only evaluates; --overwrite recomputes them.",
+    )
+    p.add_argument("--dataset", required=True, metavar="NAME", help="msrs | tno | roadscene | mri_ct | mri_pet | mri_spect")
+    p.add_argument("--data-root", help="shared data root (default $REFINEFUSE_DATA_ROOT or ../shared)")
+    p.add_argument("--methods", help="comma-separated methods (default: refinefuse and every baseline; "
+                   "max and mean are always added)")
+    p.add_argument("--out", default="results", help="results root (default ./results)")
+    p.add_argument("--weights", help="checkpoint for refinefuse (default: the shipped weights)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, ...")
+    p.add_argument("--max-pairs", type=int, help="only N evenly spaced pairs (quick runs; stated in the caption)")
+    p.add_argument("--workers", type=int, help="evaluation processes (default: number of CPUs)")
+    p.add_argument("--figure-pair", help="pair name shown in the figure (default: msrs 00828N, others the first)")
+    p.add_argument("--zoom", metavar="X,Y,W,H", help="zoom box of the figure in pixels (default: automatic)")
+    p.add_argument("--overwrite", "--refuse", action="store_true", dest="overwrite",
+                   help="recompute fused images that already exist")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_reproduce)
+
+
+def _run_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce
+
+    res = reproduce(
+        args.dataset, out=args.out, data_root_dir=args.data_root, methods=args.methods, weights=args.weights,
+        device=args.device, max_pairs=args.max_pairs, workers=args.workers, figure_pair=args.figure_pair,
+        zoom=args.zoom, overwrite=args.overwrite, progress=not args.quiet,
+        log=lambda msg: print(msg, file=sys.stderr),
+    )
+    print(res["table"].read_text(), end="")
+    for key in ("table", "json", "csv", "figure"):
+        print(f"wrote {res[key]}", file=sys.stderr)
+    return 0
 
 
 # ----------------------------------------------------------------------------- entry point
-COMMANDS = (_add_fuse, _add_demo, _add_info, _add_eval, _add_plot, _add_train, _add_bench, _add_reproduce)
+COMMANDS = (_add_fuse, _add_demo, _add_info, _add_eval, _add_plot, _add_train, _add_bench, _add_export_onnx, _add_reproduce)
 
 
 def build_parser() -> argparse.ArgumentParser:

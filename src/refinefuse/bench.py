@@ -1,0 +1,301 @@
+"""Efficiency benchmark (paper Table 11): size and speed of RefineFuse and the baselines.
+
+For each method :func:`run_benchmark` reports
+
+- parameters and conv/linear MACs at square sizes (network only; thop, see
+  :mod:`refinefuse.models.complexity`; baselines have none: ``None``, shown as ``-``);
+- **forward**: median wall time per pair of the grey fusion alone on luminance inputs
+  (network: :func:`~refinefuse.models.inference.fuse_tensor` on a ``(batch, 1, H, W)``
+  tensor already on the device, time divided by the batch; baselines: their grey fuser);
+- **file**: median wall time of the whole fusion of one file pair with the model already
+  loaded: read both PNGs, colour conversion (Y in, Cr/Cb back), fusion, PNG write
+  (:func:`refinefuse.fuse.read_pair`, :func:`~refinefuse.fuse.fuse_arrays`,
+  :func:`~refinefuse.io.write_image`), batch 1.
+
+Inputs are the bundled MSRS pair (:data:`refinefuse.fuse.EXAMPLE_PAIR`, 640x480, colour
+visible) resized with OpenCV to each size. Times are after ``warmup`` untimed runs; CUDA
+is synchronised around each timed run. Without ``weights`` and without shipped weights the
+network is randomly initialised (timing and size do not depend on the weights; the result
+notes say so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .errors import InputError
+
+__all__ = ["run_benchmark", "markdown_table", "PRECISIONS", "NETWORK"]
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+NETWORK = "refinefuse"
+
+
+# ----------------------------------------------------------------------------- helpers
+def _size_key(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def _autocast(device: torch.device, precision: str):
+    """Autocast context for ``precision`` on ``device``; :class:`InputError` where unsupported."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
+    if device.type == "cuda":
+        if precision == "bf16" and not torch.cuda.is_bf16_supported():
+            raise InputError(f"precision bf16 is not supported by {torch.cuda.get_device_name(device)}")
+    elif not (device.type == "cpu" and precision == "bf16"):
+        raise InputError(f"precision {precision} is not supported on {device.type} (CPU: fp32 or bf16)")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_ms(fn: Callable[[], Any], repeats: int, warmup: int, device: torch.device, per: int = 1) -> list[float]:
+    """Wall times (ms, divided by ``per``) of ``repeats`` calls of ``fn`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(1000.0 * (time.perf_counter() - t0) / per)
+    return times
+
+
+def _load_network(weights: str | os.PathLike | None, model_overrides: dict | None) -> tuple[torch.nn.Module, str]:
+    """The network to time and a note on where its weights come from."""
+    from .checkpoint import load_model
+    from .fuse import default_weights
+    from .models import create_model
+
+    if weights is not None:
+        if model_overrides:
+            raise InputError("give either weights or model overrides, not both")
+        return load_model(weights, map_location="cpu"), f"weights: {weights}"
+    shipped = default_weights()
+    if shipped is not None and not model_overrides:
+        return load_model(shipped, map_location="cpu"), f"weights: shipped {shipped.name}"
+    model = create_model(NETWORK, **(model_overrides or {}))
+    what = f"config {model_overrides}" if model_overrides else "paper config"
+    return model, f"network randomly initialised ({what}); timing does not depend on the weights"
+
+
+def _machine(device: torch.device, threads: int) -> dict[str, Any]:
+    info = {
+        "cpu": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "threads": threads,
+        "torch": torch.__version__,
+        "opencv": cv2.__version__,
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _network_grey_fuser(model: torch.nn.Module, device: torch.device, precision: str):
+    from .models.inference import fuse_tensor
+
+    def fuse(ir_y: np.ndarray, vis_y: np.ndarray) -> np.ndarray:
+        ir_t = torch.from_numpy(np.ascontiguousarray(ir_y))[None, None].to(device)
+        vis_t = torch.from_numpy(np.ascontiguousarray(vis_y))[None, None].to(device)
+        with _autocast(device, precision):
+            out = fuse_tensor(model, ir_t, vis_t)
+        return out[0, 0].float().cpu().numpy()
+
+    return fuse
+
+
+# ----------------------------------------------------------------------------- benchmark
+def run_benchmark(
+    methods: Sequence[str] | None = None,
+    sizes: Sequence[tuple[int, int]] = ((640, 480), (1024, 768)),
+    mac_sizes: Sequence[int] = (256, 512),
+    device: str | torch.device = "auto",
+    threads: int | None = None,
+    batch_size: int = 1,
+    precision: str = "fp32",
+    repeats: int = 5,
+    warmup: int = 1,
+    weights: str | os.PathLike | None = None,
+    model_overrides: dict | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Time and size RefineFuse and the baselines; returns a JSON-able dict.
+
+    Args:
+        methods: ``"refinefuse"`` and/or baseline names (default: all).
+        sizes: ``(width, height)`` images to time (default MSRS 640x480 and M3FD 1024x768).
+        mac_sizes: square sizes for the MAC count.
+        device: network device (``"auto"``, ``"cpu"``, ``"cuda"``...); baselines run on the CPU.
+        threads: torch/OpenCV CPU threads (default: leave as is).
+        batch_size: pairs per network forward (forward time is per pair; file fusion is 1 pair).
+        precision: ``"fp32"``, ``"bf16"`` (CUDA with bf16, or CPU) or ``"fp16"`` (CUDA) autocast.
+        repeats, warmup: timed and untimed runs per measurement (median reported).
+        weights: network checkpoint (default: the shipped weights, else random init).
+        model_overrides: network config overrides (e.g. ``{"channels": (8, 8, 8, 8)}`` for tests).
+
+    Returns:
+        ``{"machine", "settings", "notes", "rows"}``; each row has ``method``, ``params``,
+        ``macs`` (``{size: MACs}``), ``forward_ms`` and ``file_ms`` (``{"WxH": median}``)
+        and ``times_ms`` (all runs).
+    """
+    from .baselines import BASELINES, get_baseline
+    from .fuse import resolve_device
+
+    methods = list(methods) if methods else [NETWORK, *BASELINES]
+    for name in methods:
+        if name != NETWORK:
+            get_baseline(name)  # InputError for unknown names, before any work
+    if repeats < 1 or warmup < 0 or batch_size < 1:
+        raise InputError(f"need repeats >= 1, warmup >= 0, batch size >= 1 (got {repeats}, {warmup}, {batch_size})")
+    sizes = [(int(w), int(h)) for w, h in sizes]
+    if any(w < 1 or h < 1 for w, h in sizes) or any(int(s) < 1 for s in mac_sizes):
+        raise InputError(f"sizes must be positive, got {sizes} and MAC sizes {list(mac_sizes)}")
+    dev = resolve_device(device)
+    _autocast(dev, precision)  # validate before the work
+    saved_threads = torch.get_num_threads(), cv2.getNumThreads()
+    if threads:
+        torch.set_num_threads(int(threads))
+        cv2.setNumThreads(int(threads))
+    try:
+        return _run(methods, sizes, mac_sizes, dev, batch_size, precision, repeats, warmup, weights, model_overrides,
+                    progress)
+    finally:  # leave the process's thread settings as they were
+        torch.set_num_threads(saved_threads[0])
+        cv2.setNumThreads(saved_threads[1])
+
+
+def _run(methods, sizes, mac_sizes, dev, batch_size, precision, repeats, warmup, weights, model_overrides, progress):
+    from .baselines import get_baseline
+    from .colour import luminance
+    from .fuse import EXAMPLE_PAIR, fuse_arrays, read_pair
+    from .io import Pair, write_image
+    from .models.complexity import count_macs, count_params
+    from .models.inference import fuse_tensor
+
+    notes = [
+        "forward: grey fusion of luminance only (network: tensors already on the device, time per pair)",
+        "file: read PNG pair + colour conversion + fusion + PNG write, model loaded once, batch 1",
+        f"median of {repeats} runs after {warmup} warm-up run(s); baselines run on the CPU",
+        f"input: bundled MSRS pair {EXAMPLE_PAIR.name} resized with OpenCV (INTER_AREA/INTER_CUBIC)",
+    ]
+    model = None
+    if NETWORK in methods:
+        model, weight_note = _load_network(weights, model_overrides)
+        model = model.to(dev).eval()
+        notes.append(weight_note)
+
+    ir0, vis0 = read_pair(EXAMPLE_PAIR)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="refinefuse-bench-") as tmp:
+        pairs = {}
+        for w, h in sizes:  # one resized pair per size, written once
+            interp = cv2.INTER_AREA if w * h < ir0.shape[0] * ir0.shape[1] else cv2.INTER_CUBIC
+            ir, vis = (cv2.resize(img, (w, h), interpolation=interp) for img in (ir0, vis0))
+            pair = Pair(_size_key((w, h)), Path(tmp) / f"{w}x{h}_ir.png", Path(tmp) / f"{w}x{h}_vis.png")
+            write_image(pair.ir, ir)
+            write_image(pair.vis, vis)
+            pairs[(w, h)] = pair
+        out_png = Path(tmp) / "fused.png"
+        jobs = [(m, s) for m in methods for s in sizes]
+        bar = tqdm(total=len(jobs), desc="bench", unit="run", disable=not progress)
+        for name in methods:
+            row: dict[str, Any] = {"method": name, "params": None, "macs": {str(s): None for s in mac_sizes},
+                                   "forward_ms": {}, "file_ms": {}, "times_ms": {"forward": {}, "file": {}}}
+            if name == NETWORK:
+                row["params"] = count_params(model)
+                row["macs"] = {str(s): count_macs(model, int(s), int(s)) for s in mac_sizes}
+                fuser = _network_grey_fuser(model, dev, precision)
+            else:
+                fuser = get_baseline(name)
+            for size in sizes:
+                bar.set_postfix_str(f"{name} {_size_key(size)}")
+                pair = pairs[size]
+                ir_img, vis_img = read_pair(pair)
+                ir_y, vis_y = luminance(ir_img), luminance(vis_img)
+                if name == NETWORK:
+                    ir_t = torch.from_numpy(ir_y)[None, None].repeat(batch_size, 1, 1, 1).to(dev)
+                    vis_t = torch.from_numpy(vis_y)[None, None].repeat(batch_size, 1, 1, 1).to(dev)
+
+                    def forward(ir_t=ir_t, vis_t=vis_t):
+                        with _autocast(dev, precision):
+                            return fuse_tensor(model, ir_t, vis_t, progress=False)
+
+                    per = batch_size
+                else:
+                    def forward(fuser=fuser, ir_y=ir_y, vis_y=vis_y):
+                        return fuser(ir_y, vis_y)
+
+                    per = 1
+
+                def whole_file(fuser=fuser, pair=pair):
+                    a, b = read_pair(pair)
+                    write_image(out_png, fuse_arrays(a, b, fuser))
+
+                key = _size_key(size)
+                fwd = _median_ms(forward, repeats, warmup, dev, per=per)
+                whole = _median_ms(whole_file, repeats, warmup, dev)
+                row["forward_ms"][key], row["file_ms"][key] = statistics.median(fwd), statistics.median(whole)
+                row["times_ms"]["forward"][key], row["times_ms"]["file"][key] = fwd, whole
+                bar.update()
+            rows.append(row)
+        bar.close()
+    settings = {"methods": list(methods), "sizes": [_size_key(s) for s in sizes], "mac_sizes": [int(s) for s in mac_sizes],
+                "device": str(dev), "threads": torch.get_num_threads(), "batch_size": batch_size,
+                "precision": precision, "repeats": repeats, "warmup": warmup,
+                "weights": str(weights) if weights else None, "model_overrides": model_overrides}
+    return {"machine": _machine(dev, torch.get_num_threads()), "settings": settings, "notes": notes, "rows": rows}
+
+
+# ----------------------------------------------------------------------------- report
+def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
+    return "-" if value is None else f"{value / scale:.{digits}f}"
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """Markdown table of a :func:`run_benchmark` result (Table 11 layout), with a settings line and notes."""
+    settings, machine = result["settings"], result["machine"]
+    macs = settings["mac_sizes"]
+    sizes = settings["sizes"]
+    header = ["Method", "Params (M)"] + [f"MACs {s}x{s} (G)" for s in macs]
+    header += [f"Forward {s} (ms)" for s in sizes] + [f"File {s} (ms)" for s in sizes]
+    lines = [
+        f"Device {machine['device']}" + (f" ({machine['gpu']})" if "gpu" in machine else "")
+        + f", {machine['cpu']}, {machine['cpus']} CPUs, {settings['threads']} threads, torch {machine['torch']}, "
+        f"{settings['precision']}, batch {settings['batch_size']}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|",
+    ]
+    for row in result["rows"]:
+        cells = [row["method"], _fmt(row["params"], 1e6)]
+        cells += [_fmt(row["macs"].get(str(s)), 1e9) for s in macs]
+        cells += [_fmt(row["forward_ms"].get(s), digits=1) for s in sizes]
+        cells += [_fmt(row["file_ms"].get(s), digits=1) for s in sizes]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines += [f"- {note}" for note in result["notes"]]
+    return "\n".join(lines) + "\n"
