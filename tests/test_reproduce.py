@@ -150,9 +150,12 @@ def test_explicit_network_without_weights_is_an_error(shared_root, tmp_path, mon
     (["--dataset", "tno", "--max-pairs", "0"], "max_pairs must be at least 1"),
     (["--dataset", "tno", "--figure-pair", "missing"], "no pair named 'missing'"),
     (["--dataset", "tno", "--zoom", "1,2,3"], "--zoom expects x,y,w,h"),
+    (["--dataset", "tno", "--zoom", "700,0,100,100"], "does not fit"),
+    (["--dataset", "tno", "--methods", "max", "--weights", "x.pt"], "'refinefuse' is not among the methods"),
 ])
 def test_cli_bad_inputs(shared_root, tmp_path, capsys, args, message):
-    argv = ["reproduce", *args, "--data-root", str(shared_root), "--out", str(tmp_path), "--quiet"]
+    # --max-pairs 1 first (a later value wins) keeps a test that wrongly passes validation short
+    argv = ["reproduce", "--max-pairs", "1", *args, "--data-root", str(shared_root), "--out", str(tmp_path), "--quiet"]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1

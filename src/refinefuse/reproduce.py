@@ -19,6 +19,7 @@ an error rather than a silent mix.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -114,23 +115,23 @@ def select_pairs(pairs: list[Pair], max_pairs: int | None) -> list[Pair]:
 
 
 def _weights_record(weights: Path) -> dict:
-    stat = weights.stat()
-    return {"weights": str(weights.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    return {"weights": str(weights.resolve()), "sha256": digest}
 
 
 def _check_provenance(folder: Path, record: dict | None, overwrite: bool) -> None:
-    """Refuse to mix fused images of two different checkpoints in one folder."""
+    """Refuse to mix fused images of two different checkpoints (by content) in one folder."""
     path = folder / "fused_with.json"
     if record is None or overwrite or not path.is_file():
         return
     try:
         previous = json.loads(path.read_text())
     except ValueError:
-        previous = None
-    if previous != record:
+        previous = {}
+    if previous.get("sha256") != record["sha256"]:
         raise InputError(
             f"{path}: fused images in {folder} were made with another checkpoint "
-            f"({(previous or {}).get('weights', '?')}); use --overwrite to redo them"
+            f"({previous.get('weights', '?')}); use --overwrite to redo them"
         )
 
 
@@ -214,6 +215,14 @@ def salient_box(ir: np.ndarray, vis: np.ndarray, size: int | None = None) -> Box
     return int(x), int(y), s, s
 
 
+def check_box(box: Box, img: np.ndarray, file: str | os.PathLike) -> None:
+    """:class:`InputError` unless ``box`` lies inside ``img``."""
+    x, y, bw, bh = box
+    h, w = img.shape[:2]
+    if bw < 1 or bh < 1 or x < 0 or y < 0 or x + bw > w or y + bh > h:
+        raise InputError(f"{file}: zoom box {x},{y},{bw},{bh} does not fit the {w}x{h} image")
+
+
 def _rgb(img: np.ndarray) -> np.ndarray:
     return np.dstack([img] * 3) if img.ndim == 2 else img.copy()
 
@@ -284,9 +293,7 @@ def comparison_figure(
     ir, vis = read_pair(pair)
     h, w = ir.shape[:2]
     box = zoom or salient_box(ir, vis)
-    x, y, bw, bh = box
-    if bw < 1 or bh < 1 or x < 0 or y < 0 or x + bw > w or y + bh > h:
-        raise InputError(f"{pair.ir}: zoom box {x},{y},{bw},{bh} does not fit the {w}x{h} image")
+    check_box(box, ir, pair.ir)
     panels = [(f"{labels[0]} ({pair.name})", zoom_panel(ir, box)), (labels[1], zoom_panel(vis, box))]
     for title, file in fused.items():
         img = read_image(file)
@@ -354,6 +361,8 @@ def reproduce(
     if isinstance(zoom, str):
         zoom = parse_zoom(zoom)
     names, left_out = resolve_methods(methods, weights)
+    if weights is not None and NETWORK not in names:
+        raise InputError(f"{weights}: --weights applies to the network, but 'refinefuse' is not among the methods")
     all_pairs = pair_folders(ir_dir, vis_dir, strict=True)
     pairs = select_pairs(all_pairs, max_pairs)
     by_name = {p.name: p for p in all_pairs}
@@ -361,6 +370,8 @@ def reproduce(
     if fig_name not in by_name:
         raise InputError(f"{ir_dir}: no pair named '{fig_name}' for the figure")
     fig_pair = by_name[fig_name]
+    if zoom is not None:
+        check_box(zoom, read_pair(fig_pair)[0], fig_pair.ir)
     to_fuse = pairs if fig_pair in pairs else [*pairs, fig_pair]
     for method, why in left_out.items():
         log(f"note: skipping method '{method}': {why}")
