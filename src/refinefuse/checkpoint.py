@@ -17,7 +17,6 @@ variants (levels, ablations, widths) round-trip without extra arguments.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
+from .io import atomic_path
 
 FORMAT = "refinefuse-checkpoint"
 VERSION = 1
@@ -46,17 +46,9 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, meta: dict | N
         "meta": dict(meta or {}),
         **extra,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import InputError
+from .io import atomic_path
 
 __all__ = ["TrainConfig", "load_config", "save_config", "apply_overrides", "parse_overrides", "default_config_path"]
 
@@ -162,9 +163,6 @@ def load_config(path: str | os.PathLike, base: TrainConfig | None = None) -> Tra
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike) -> Path:
     """Write ``cfg`` as YAML (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return Path(path)
