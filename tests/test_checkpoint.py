@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from refinefuse.checkpoint import load_model, read_checkpoint, save_checkpoint
+from refinefuse.checkpoint import load_model, read_checkpoint, release_checkpoint, save_checkpoint
 from refinefuse.errors import InputError
 from refinefuse.models import create_model
 
@@ -44,3 +44,18 @@ def test_bad_checkpoints(tmp_path):
         load_model(plain)
     with pytest.raises(InputError, match="absent.pt: no such checkpoint"):
         load_model(tmp_path / "absent.pt")
+
+
+def test_release_checkpoint_half_precision(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("refinefuse", **SMALL)
+    full = save_checkpoint(tmp_path / "train.pt", model, meta={"epochs": 3}, optimizer={"dummy": torch.zeros(1000)})
+    slim = release_checkpoint(full, tmp_path / "release.pt", meta={"data": "x"})
+    state = read_checkpoint(slim)
+    assert "optimizer" not in state and state["meta"] == {"epochs": 3, "data": "x"}
+    assert all(v.dtype == torch.float16 for v in state["state_dict"].values() if v.is_floating_point())
+    loaded = load_model(slim)
+    assert next(loaded.parameters()).dtype == torch.float32
+    ir, vis = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
+    with torch.inference_mode():
+        assert (loaded(ir, vis) - model.eval()(ir, vis)).abs().max() < 1e-2

@@ -35,14 +35,30 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
     return {"name": getattr(model, "model_name", "refinefuse"), "config": dict(model.config)}
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, meta: dict | None = None, **extra: Any) -> Path:
-    """Atomically write ``model`` (+ ``meta`` and any training state in ``extra``) to ``path``."""
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    meta: dict | None = None,
+    weights_dtype: torch.dtype | None = None,
+    **extra: Any,
+) -> Path:
+    """Atomically write ``model`` (+ ``meta`` and any training state in ``extra``) to ``path``.
+
+    ``weights_dtype`` (e.g. ``torch.float16``) stores floating-point weights in that type
+    to halve the file; :func:`load_model` casts them back to the model's float32.
+    """
     model = getattr(model, "module", model)  # unwrap DDP
+
+    def stored(t: torch.Tensor) -> torch.Tensor:
+        t = t.detach().cpu()
+        return t.to(weights_dtype) if weights_dtype is not None and t.is_floating_point() else t
+
     state = {
         "format": FORMAT,
         "version": VERSION,
         "model": model_spec(model),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: stored(v) for k, v in model.state_dict().items()},
         "meta": dict(meta or {}),
         **extra,
     }
@@ -80,3 +96,14 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         raise InputError(f"{path}: weights do not match the model config ({str(exc).splitlines()[0]})") from None
     model.meta = state.get("meta", {})
     return model.to(map_location).eval()
+
+
+def release_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, meta: dict | None = None) -> Path:
+    """Strip a training checkpoint to what fusion needs (model + meta), weights in float16.
+
+    Used to make the weights shipped in ``refinefuse/weights``; ``meta`` is merged over
+    the source checkpoint's.
+    """
+    state = read_checkpoint(src)
+    model = load_model(src)
+    return save_checkpoint(dst, model, meta={**state.get("meta", {}), **(meta or {})}, weights_dtype=torch.float16)
