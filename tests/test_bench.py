@@ -74,6 +74,19 @@ def test_checkpoint_weights_and_batch(tmp_path):
     assert result["settings"]["batch_size"] == 2
 
 
+def test_onnx_row_matches_network_size():
+    pytest.importorskip("onnxruntime")
+    result = run_benchmark(["refinefuse", "refinefuse-onnx"], sizes=((40, 32),), mac_sizes=(32,), device="cpu",
+                           batch_size=2, repeats=1, warmup=0, model_overrides=TINY, progress=False)
+    net, ort_row = result["rows"]
+    assert ort_row["method"] == "refinefuse-onnx"
+    assert ort_row["params"] == net["params"] and ort_row["macs"] == net["macs"]
+    assert ort_row["forward_ms"]["40x32"] > 0 and ort_row["file_ms"]["40x32"] > 0
+    assert any("ONNX Runtime" in n for n in result["notes"])
+    with pytest.raises(InputError, match="fp32"):
+        run_benchmark(["refinefuse-onnx"], precision="bf16", device="cpu", model_overrides=TINY, progress=False)
+
+
 def test_bf16_on_cpu_runs():
     result = run_benchmark(["refinefuse"], sizes=((32, 32),), mac_sizes=(32,), device="cpu", precision="bf16",
                            repeats=1, warmup=0, model_overrides=TINY, progress=False)

@@ -22,6 +22,8 @@ notes say so).
 from __future__ import annotations
 
 import contextlib
+import copy
+import importlib.util
 import os
 import platform
 import statistics
@@ -38,10 +40,12 @@ from tqdm.auto import tqdm
 
 from .errors import InputError
 
-__all__ = ["run_benchmark", "markdown_table", "PRECISIONS", "NETWORK"]
+__all__ = ["run_benchmark", "markdown_table", "PRECISIONS", "NETWORK", "NETWORK_ONNX"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 NETWORK = "refinefuse"
+#: The same network exported to ONNX and run by ONNX Runtime on the CPU (optional extra ``onnx``).
+NETWORK_ONNX = "refinefuse-onnx"
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -101,6 +105,10 @@ def _load_network(weights: str | os.PathLike | None, model_overrides: dict | Non
     return model, f"network randomly initialised ({what}); timing does not depend on the weights"
 
 
+def _has_onnxruntime() -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+
+
 def _machine(device: torch.device, threads: int) -> dict[str, Any]:
     info = {
         "cpu": platform.processor() or platform.machine(),
@@ -146,7 +154,8 @@ def run_benchmark(
     """Time and size RefineFuse and the baselines; returns a JSON-able dict.
 
     Args:
-        methods: ``"refinefuse"`` and/or baseline names (default: all).
+        methods: ``"refinefuse"``, ``"refinefuse-onnx"`` (ONNX Runtime, CPU) and/or baseline
+            names (default: all; the ONNX row only when onnxruntime is installed).
         sizes: ``(width, height)`` images to time (default MSRS 640x480 and M3FD 1024x768).
         mac_sizes: square sizes for the MAC count.
         device: network device (``"auto"``, ``"cpu"``, ``"cuda"``...); baselines run on the CPU.
@@ -165,10 +174,16 @@ def run_benchmark(
     from .baselines import BASELINES, get_baseline
     from .fuse import resolve_device
 
-    methods = list(methods) if methods else [NETWORK, *BASELINES]
+    if not methods:
+        methods = [NETWORK, *([NETWORK_ONNX] if _has_onnxruntime() else []), *BASELINES]
+    methods = list(methods)
     for name in methods:
-        if name != NETWORK:
+        if name not in (NETWORK, NETWORK_ONNX):
             get_baseline(name)  # InputError for unknown names, before any work
+    if NETWORK_ONNX in methods and not _has_onnxruntime():
+        raise InputError(f"method {NETWORK_ONNX} needs onnx and onnxruntime: pip install 'refinefuse[onnx]'")
+    if NETWORK_ONNX in methods and precision != "fp32":
+        raise InputError(f"method {NETWORK_ONNX} runs in fp32 only (got precision {precision})")
     if repeats < 1 or warmup < 0 or batch_size < 1:
         raise InputError(f"need repeats >= 1, warmup >= 0, batch size >= 1 (got {repeats}, {warmup}, {batch_size})")
     sizes = [(int(w), int(h)) for w, h in sizes]
@@ -203,10 +218,12 @@ def _run(methods, sizes, mac_sizes, dev, batch_size, precision, repeats, warmup,
         f"input: bundled MSRS pair {EXAMPLE_PAIR.name} resized with OpenCV (INTER_AREA/INTER_CUBIC)",
     ]
     model = None
-    if NETWORK in methods:
+    if NETWORK in methods or NETWORK_ONNX in methods:
         model, weight_note = _load_network(weights, model_overrides)
         model = model.to(dev).eval()
         notes.append(weight_note)
+    if NETWORK_ONNX in methods:
+        notes.append(f"{NETWORK_ONNX}: ONNX Runtime CPUExecutionProvider, same threads, fp32, export time not counted")
 
     ir0, vis0 = read_pair(EXAMPLE_PAIR)
     rows = []
@@ -225,10 +242,18 @@ def _run(methods, sizes, mac_sizes, dev, batch_size, precision, repeats, warmup,
         for name in methods:
             row: dict[str, Any] = {"method": name, "params": None, "macs": {str(s): None for s in mac_sizes},
                                    "forward_ms": {}, "file_ms": {}, "times_ms": {"forward": {}, "file": {}}}
-            if name == NETWORK:
+            if name in (NETWORK, NETWORK_ONNX):
                 row["params"] = count_params(model)
                 row["macs"] = {str(s): count_macs(model, int(s), int(s)) for s in mac_sizes}
+            if name == NETWORK:
                 fuser = _network_grey_fuser(model, dev, precision)
+            elif name == NETWORK_ONNX:
+                from .export import export_onnx, onnx_fuser
+
+                w0, h0 = sizes[0]
+                cpu_model = model if dev.type == "cpu" else copy.deepcopy(model).cpu()
+                fuser = onnx_fuser(export_onnx(cpu_model, Path(tmp) / "model.onnx", height=h0, width=w0),
+                                   threads=torch.get_num_threads())
             else:
                 fuser = get_baseline(name)
             for size in sizes:
@@ -243,6 +268,14 @@ def _run(methods, sizes, mac_sizes, dev, batch_size, precision, repeats, warmup,
                     def forward(ir_t=ir_t, vis_t=vis_t):
                         with _autocast(dev, precision):
                             return fuse_tensor(model, ir_t, vis_t, progress=False)
+
+                    per = batch_size
+                elif name == NETWORK_ONNX:
+                    ir_b = np.repeat(ir_y[None, None], batch_size, axis=0)
+                    vis_b = np.repeat(vis_y[None, None], batch_size, axis=0)
+
+                    def forward(fuser=fuser, ir_b=ir_b, vis_b=vis_b):
+                        return fuser.run(ir_b, vis_b)
 
                     per = batch_size
                 else:

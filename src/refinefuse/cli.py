@@ -237,7 +237,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "for the whole fusion of a file pair (read, colour conversion, fusion, write; model loaded once), on the "
         "bundled MSRS pair resized to each size. Prints a Markdown table; --out also writes JSON (+ .md beside it).",
     )
-    p.add_argument("--methods", help="comma-separated: refinefuse and/or baselines (default: all)")
+    p.add_argument("--methods", help="comma-separated: refinefuse, refinefuse-onnx (ONNX Runtime, CPU) and/or baselines "
+                   "(default: all; refinefuse-onnx only when onnxruntime is installed)")
     p.add_argument("--sizes", nargs="+", default=["640x480", "1024x768"], metavar="WxH",
                    help="image sizes to time (default: 640x480 1024x768)")
     p.add_argument("--mac-sizes", nargs="+", type=int, default=[256, 512], metavar="N",
