@@ -217,7 +217,7 @@ def _run(methods, sizes, mac_sizes, dev, batch_size, precision, repeats, warmup,
         f"median of {repeats} runs after {warmup} warm-up run(s); baselines run on the CPU",
         f"input: bundled MSRS pair {EXAMPLE_PAIR.name} resized with OpenCV (INTER_AREA/INTER_CUBIC)",
     ]
-    model = None
+    model, network_macs = None, None
     if NETWORK in methods or NETWORK_ONNX in methods:
         model, weight_note = _load_network(weights, model_overrides)
         model = model.to(dev).eval()
@@ -243,8 +243,9 @@ def _run(methods, sizes, mac_sizes, dev, batch_size, precision, repeats, warmup,
             row: dict[str, Any] = {"method": name, "params": None, "macs": {str(s): None for s in mac_sizes},
                                    "forward_ms": {}, "file_ms": {}, "times_ms": {"forward": {}, "file": {}}}
             if name in (NETWORK, NETWORK_ONNX):
-                row["params"] = count_params(model)
-                row["macs"] = {str(s): count_macs(model, int(s), int(s)) for s in mac_sizes}
+                if network_macs is None:  # same network in both rows: count once
+                    network_macs = {str(s): count_macs(model, int(s), int(s)) for s in mac_sizes}
+                row["params"], row["macs"] = count_params(model), dict(network_macs)
             if name == NETWORK:
                 fuser = _network_grey_fuser(model, dev, precision)
             elif name == NETWORK_ONNX:
