@@ -155,7 +155,7 @@ def run_benchmark(
 
     Args:
         methods: ``"refinefuse"``, ``"refinefuse-onnx"`` (ONNX Runtime, CPU) and/or baseline
-            names (default: all; the ONNX row only when onnxruntime is installed).
+            names (default: all; the ONNX row only with onnxruntime installed and fp32).
         sizes: ``(width, height)`` images to time (default MSRS 640x480 and M3FD 1024x768).
         mac_sizes: square sizes for the MAC count.
         device: network device (``"auto"``, ``"cpu"``, ``"cuda"``...); baselines run on the CPU.
@@ -175,7 +175,8 @@ def run_benchmark(
     from .fuse import resolve_device
 
     if not methods:
-        methods = [NETWORK, *([NETWORK_ONNX] if _has_onnxruntime() else []), *BASELINES]
+        with_onnx = _has_onnxruntime() and precision == "fp32"
+        methods = [NETWORK, *([NETWORK_ONNX] if with_onnx else []), *BASELINES]
     methods = list(methods)
     for name in methods:
         if name not in (NETWORK, NETWORK_ONNX):
