@@ -287,10 +287,12 @@ def _run_bench(args: argparse.Namespace) -> int:
     table = markdown_table(result)
     print(table, end="")
     if args.out:
+        from .io import atomic_path
+
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
-        out.with_suffix(".md").write_text(table)
+        for path, text in ((out, json.dumps(result, indent=2) + "\n"), (out.with_suffix(".md"), table)):
+            with atomic_path(path) as tmp:
+                tmp.write_text(text)
         print(f"wrote {out} and {out.with_suffix('.md')}", file=sys.stderr)
     return 0
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
+from .io import atomic_path
 
 __all__ = ["export_onnx", "OnnxFuser", "onnx_fuser", "compare_onnx", "DEFAULT_OPSET"]
 
@@ -62,25 +62,18 @@ def export_onnx(
     example = (torch.rand(1, 1, h, w, device=device), torch.rand(1, 1, h, w, device=device))
     axes = {0: "batch", 2: "height", 3: "width"}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about the padding branch (see module doc)
             torch.onnx.export(
-                model, example, tmp, input_names=["ir", "vis"], output_names=["fused"], opset_version=int(opset),
-                dynamic_axes={"ir": axes, "vis": axes, "fused": axes}, dynamo=False,
+                model, example, str(tmp), input_names=["ir", "vis"], output_names=["fused"],
+                opset_version=int(opset), dynamic_axes={"ir": axes, "vis": axes, "fused": axes}, dynamo=False,
             )
-        _add_metadata(tmp, {"refinefuse_stride": str(stride),
-                            "refinefuse_model": json.dumps({"name": getattr(model, "model_name", "refinefuse"),
-                                                            "config": dict(getattr(model, "config", {}))})})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            _add_metadata(str(tmp), {"refinefuse_stride": str(stride),
+                                     "refinefuse_model": json.dumps({"name": getattr(model, "model_name", "refinefuse"),
+                                                                     "config": dict(getattr(model, "config", {}))})})
     finally:
         model.train(was_training)
     return path
