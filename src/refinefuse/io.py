@@ -121,7 +121,8 @@ class Pair:
     vis: Path
 
 
-def _by_stem(folder: str | os.PathLike) -> dict[str, Path]:
+def images_by_stem(folder: str | os.PathLike) -> dict[str, Path]:
+    """``{stem: path}`` of the images in ``folder``; two images with one stem are an error."""
     files: dict[str, Path] = {}
     for p in list_images(folder):
         if p.stem in files:
@@ -136,7 +137,7 @@ def pair_folders(ir_dir: str | os.PathLike, vis_dir: str | os.PathLike, *, stric
     With ``strict`` an image without a partner raises :class:`InputError` naming it;
     otherwise unpaired files are ignored (an empty result is still an error).
     """
-    ir_files, vis_files = _by_stem(ir_dir), _by_stem(vis_dir)
+    ir_files, vis_files = images_by_stem(ir_dir), images_by_stem(vis_dir)
     if strict:
         for stems, other, present in ((ir_files, vis_files, ir_dir), (vis_files, ir_files, vis_dir)):
             missing = sorted(set(stems) - set(other))

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ..colour import grey_255
 from ..errors import InputError
-from ..io import list_images, pair_folders, read_image
+from ..io import images_by_stem, pair_folders, read_image
 from .profiles import Profile, get_profile
 
 
@@ -122,15 +122,6 @@ def parse_method_dirs(values: Sequence[str]) -> dict[str, Path]:
     return out
 
 
-def _fused_files(folder: Path) -> dict[str, Path]:
-    files: dict[str, Path] = {}
-    for path in list_images(folder):
-        if path.stem in files:
-            raise InputError(f"{path}: two fused images named '{path.stem}' in {folder}")
-        files[path.stem] = path
-    return files
-
-
 def _size(img: np.ndarray) -> str:
     return f"{img.shape[1]}x{img.shape[0]}"
 
@@ -212,7 +203,7 @@ def evaluate_folders(
     if not fused_dirs:
         raise InputError("no fused folder given")
     pairs = pair_folders(ir_dir, vis_dir, strict=True)
-    fused_files = {method: _fused_files(Path(folder)) for method, folder in fused_dirs.items()}
+    fused_files = {method: images_by_stem(folder) for method, folder in fused_dirs.items()}
 
     skipped: dict[str, list[str]] = {method: [] for method in fused_dirs}
     tasks = []
