@@ -39,3 +39,15 @@ def data_dir(shared_root: Path) -> Path:
 def golden_dir(shared_root: Path) -> Path:
     """``<shared>/metrics-golden``."""
     return _require(shared_root / "metrics-golden")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Cached ONNX exports go to a temporary folder, not the user's ~/.cache."""
+    old = os.environ.get("REFINEFUSE_CACHE")
+    os.environ["REFINEFUSE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("REFINEFUSE_CACHE", None)
+    else:
+        os.environ["REFINEFUSE_CACHE"] = old

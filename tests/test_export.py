@@ -94,3 +94,81 @@ def test_cli_export_missing_weights_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(missing) in err
     assert not (tmp_path / "m.onnx").exists()
+
+
+# ------------------------------------------------------------------ default CPU backend
+@pytest.fixture(scope="module")
+def tiny_ckpt(tiny, tmp_path_factory):
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", tiny)
+
+
+def _pair(h=45, w=61, seed=3):
+    rng = np.random.default_rng(seed)
+    return rng.random((h, w), dtype=np.float32), rng.random((h, w), dtype=np.float32)
+
+
+def test_auto_backend_uses_cached_onnx_on_cpu(tiny_ckpt, tmp_path, monkeypatch):
+    from refinefuse.fuse import load_fuser
+
+    monkeypatch.setenv("REFINEFUSE_CACHE", str(tmp_path))
+    ir, vis = _pair()
+    reference = load_fuser(weights=tiny_ckpt, device="cpu", backend="torch")(ir, vis)
+    fused = load_fuser(weights=tiny_ckpt, device="cpu")(ir, vis)
+    assert np.abs(fused - reference).max() < TOL
+    cached = list(tmp_path.glob("tiny-*.onnx"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    # a second load reuses the export; the runtime really is ONNX Runtime
+    monkeypatch.setattr("refinefuse.export.export_onnx", lambda *a, **k: pytest.fail("exported twice"))
+    calls = []
+    original = OnnxFuser.run
+    monkeypatch.setattr(OnnxFuser, "run", lambda self, a, b: calls.append(1) or original(self, a, b))
+    again = load_fuser(weights=tiny_ckpt, device="cpu", backend="onnx")(ir, vis)
+    assert calls and np.array_equal(again, fused) and cached[0].stat().st_mtime_ns == stamp
+
+
+def test_large_images_take_the_tiled_torch_path(tiny_ckpt, monkeypatch):
+    from refinefuse.fuse import load_fuser
+
+    monkeypatch.setattr("refinefuse.models.inference.DEFAULT_MAX_PIXELS", 100)
+    fuser = load_fuser(weights=tiny_ckpt, device="cpu", backend="onnx")
+    monkeypatch.setattr(OnnxFuser, "run", lambda *a: pytest.fail("ONNX Runtime used above the tiling threshold"))
+    ir, vis = _pair()
+    assert fuser(ir, vis).shape == ir.shape
+
+
+def test_auto_backend_falls_back_to_torch_when_export_fails(tiny_ckpt, monkeypatch):
+    from refinefuse.fuse import load_fuser
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("exporter broke")
+
+    monkeypatch.setattr("refinefuse.export.cached_export", broken)
+    ir, vis = _pair()
+    with pytest.warns(UserWarning, match="exporter broke"):
+        fuser = load_fuser(weights=tiny_ckpt, device="cpu")
+    reference = load_fuser(weights=tiny_ckpt, device="cpu", backend="torch")(ir, vis)
+    assert np.array_equal(fuser(ir, vis), reference)
+
+
+def test_backend_errors(tiny_ckpt):
+    from refinefuse.fuse import load_fuser
+
+    with pytest.raises(InputError, match="unknown backend 'tensorrt'"):
+        load_fuser(weights=tiny_ckpt, backend="tensorrt")
+    with pytest.raises(InputError, match="network only"):
+        load_fuser("max", backend="onnx")
+
+
+def test_cli_backend_torch_and_onnx_agree(tiny_ckpt, tmp_path):
+    ir, vis = (str(p) for p in (tmp_path / "ir.png", tmp_path / "vis.png"))
+    a, b = _pair(64, 80)
+    from refinefuse.io import write_image
+
+    write_image(ir, (a * 255).astype(np.uint8))
+    write_image(vis, (b * 255).astype(np.uint8))
+    for backend in ("torch", "onnx"):
+        assert main(["fuse", "--ir", ir, "--vis", vis, "--out", str(tmp_path / f"{backend}.png"), "--weights",
+                     str(tiny_ckpt), "--device", "cpu", "--backend", backend, "--quiet"]) == 0
+    diff = np.abs(read_image(tmp_path / "torch.png").astype(int) - read_image(tmp_path / "onnx.png").astype(int))
+    assert diff.max() <= 1

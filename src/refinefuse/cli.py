@@ -27,6 +27,8 @@ def _add_fuse(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default="refinefuse", help="refinefuse (default) or a baseline: mean, max, lp, dwt, gff, mst")
     p.add_argument("--weights", help="checkpoint for the network (default: the weights shipped with the package)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
+                   help="network runtime: auto = ONNX Runtime on the CPU when installed (faster), else PyTorch")
     p.add_argument("--mode", default="auto", choices=["auto", "ir-vis", "medical"], help="which source gives the output colour")
     p.add_argument("--ext", default=".png", help="output extension for folder inputs (default .png)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -39,7 +41,7 @@ def _run_fuse(args: argparse.Namespace) -> int:
 
     written = fuse_paths(
         args.ir, args.vis, args.out, method=args.method, weights=args.weights, device=args.device,
-        mode=args.mode, ext=args.ext, overwrite=args.overwrite, progress=not args.quiet,
+        backend=args.backend, mode=args.mode, ext=args.ext, overwrite=args.overwrite, progress=not args.quiet,
     )
     if not args.quiet:
         where = written[0] if len(written) == 1 else written[0].parent

@@ -15,6 +15,8 @@ stored in the model's metadata (``refinefuse_stride``).
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import os
 import warnings
@@ -27,7 +29,7 @@ from torch import nn
 from .errors import InputError
 from .io import atomic_path
 
-__all__ = ["export_onnx", "OnnxFuser", "onnx_fuser", "compare_onnx", "DEFAULT_OPSET"]
+__all__ = ["export_onnx", "OnnxFuser", "onnx_fuser", "compare_onnx", "onnx_available", "cached_export", "DEFAULT_OPSET"]
 
 DEFAULT_OPSET = 17
 
@@ -76,6 +78,27 @@ def export_onnx(
                                                                      "config": dict(getattr(model, "config", {}))})})
     finally:
         model.train(was_training)
+    return path
+
+
+def onnx_available() -> bool:
+    """Whether the optional ``onnx`` extra (onnx + onnxruntime) is installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
+
+
+def cached_export(model: nn.Module, weights: str | os.PathLike, cache: str | os.PathLike | None = None,
+                  opset: int = DEFAULT_OPSET) -> Path:
+    """The ONNX export of checkpoint ``weights`` (loaded as ``model``), made once and kept in
+    :func:`refinefuse.paths.cache_dir` under the checkpoint's SHA-256, the opset and the
+    torch version, so a changed checkpoint is exported anew."""
+    from .paths import cache_dir
+
+    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
+    tag = torch.__version__.split("+")[0]
+    path = Path(cache if cache is not None else cache_dir()) / f"{Path(weights).stem}-{digest}-opset{opset}-torch{tag}.onnx"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        export_onnx(model, path, opset=opset)
     return path
 
 

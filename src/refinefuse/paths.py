@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 ENV_DATA_ROOT = "REFINEFUSE_DATA_ROOT"
+ENV_CACHE = "REFINEFUSE_CACHE"
 
 
 def data_root(override: str | os.PathLike | None = None) -> Path:
@@ -23,3 +24,13 @@ def data_root(override: str | os.PathLike | None = None) -> Path:
 def dataset_dir(name: str, root: str | os.PathLike | None = None) -> Path:
     """Folder of a named dataset under ``<root>/data`` (e.g. ``msrs/test``, ``tno``)."""
     return data_root(root) / "data" / name
+
+
+def cache_dir() -> Path:
+    """Where derived files (ONNX exports of checkpoints) are cached: ``$REFINEFUSE_CACHE``,
+    else ``$XDG_CACHE_HOME/refinefuse``, else ``~/.cache/refinefuse``."""
+    env = os.environ.get(ENV_CACHE)
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "refinefuse"

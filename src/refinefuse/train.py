@@ -24,6 +24,7 @@ import csv
 import math
 import os
 import random
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -487,7 +488,7 @@ def _train(cfg: TrainConfig, rt: _Runtime) -> Path:
                 "mask_source": dataset.mask_source,
                 "pairs": len(train_set),
                 "world_size": rt.world_size,
-                "command": " ".join(sys.argv),
+                "command": shlex.join(["refinefuse", *sys.argv[1:]]),
                 "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             }
             last = save_checkpoint(

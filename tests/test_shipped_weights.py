@@ -1,0 +1,108 @@
+"""The default weights shipped in ``refinefuse/weights``: present, documented, and fusing well
+on a handful of real MSRS test pairs (the full 361-pair table is a documented command)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from refinefuse import RefineFuse
+from refinefuse.checkpoint import read_checkpoint
+from refinefuse.colour import grey_255, luminance
+from refinefuse.fuse import default_weights, fuse_arrays, load_fuser
+from refinefuse.io import read_image
+from refinefuse.metrics import evaluate
+from refinefuse.reproduce import reproduce
+
+# night scenes with people and cars that are bright in infrared and dark in visible light,
+# and a daytime scene with glare
+NIGHT_PAIRS = ("00004N", "00746N", "00959N")
+DAY_PAIRS = ("01380D",)
+SALIENT_CLASSES = (1, 2, 3)  # MSRS labels: car, person, bike
+
+# Regression floors for the shipped weights (14 CPU epochs; measured on these pairs:
+# target share 0.22-0.27, mean VIF 0.69, Qabf 0.65, SCD 0.51). They sit below the measured
+# values with a margin and guard against shipping a worse model. The issue-6 quality bar
+# (a model trained on the paper's full schedule) is the strict xfail below.
+TARGET_SHARE = 0.15
+MIN_VIF, MIN_QABF, MIN_SCD = 0.6, 0.6, 0.4
+PAPER_QUALITY_SHARE = 0.5
+
+
+@pytest.fixture(scope="module")
+def weights():
+    path = default_weights()
+    assert path is not None and path.is_file(), "the package must ship refinefuse/weights/refinefuse_msrs.pt"
+    return path
+
+
+@pytest.fixture(scope="module")
+def fused_pairs(weights, data_dir):
+    fuser = load_fuser(weights=weights, device="cpu")
+    test = data_dir / "msrs" / "test"
+    out = {}
+    for name in NIGHT_PAIRS + DAY_PAIRS:
+        ir, vis = read_image(test / "ir" / f"{name}.png"), read_image(test / "vi" / f"{name}.png")
+        out[name] = (ir, vis, fuse_arrays(ir, vis, fuser), read_image(test / "label" / f"{name}.png"))
+    return out
+
+
+def test_weights_are_small_documented_and_paper_sized(weights):
+    assert weights.stat().st_size < 6e6
+    state = read_checkpoint(weights)
+    assert state["model"]["name"] == "refinefuse"
+    assert state["model"]["config"] == dict(RefineFuse().config)
+    meta = state["meta"]
+    for key in ("data", "command", "epochs", "wall_time_h", "device", "train_loss"):
+        assert meta.get(key) not in (None, ""), key
+    # trained on the MSRS training split only, never on an evaluation set
+    assert "msrs/train128" in meta["data"] and "train128" in meta["command"]
+    for evaluation_set in ("msrs/test", "tno", "medical"):
+        assert evaluation_set not in meta["command"]
+    card = (weights.parent / "MODEL_CARD.md").read_text()
+    assert f"| epochs | {meta['epochs']} " in card and meta["command"] in card
+
+
+def _target_shares(fused_pairs) -> dict[str, float]:
+    """Inside labelled people/cars/bikes that are hotter than they are bright, the share of the
+    infrared-minus-visible contrast that the fused luminance keeps (0: visible, 1: infrared)."""
+    shares = {}
+    for name in NIGHT_PAIRS:
+        ir, vis, fused, label = fused_pairs[name]
+        ir_y, vis_y, fused_y = (luminance(x) for x in (ir, vis, fused))
+        target = np.isin(label, SALIENT_CLASSES) & (ir_y > vis_y + 0.1)
+        assert target.sum() > 500, name
+        shares[name] = float((fused_y[target] - vis_y[target]).mean() / (ir_y[target] - vis_y[target]).mean())
+    return shares
+
+
+def test_keeps_infrared_targets_at_night(fused_pairs):
+    for name, share in _target_shares(fused_pairs).items():
+        assert share > TARGET_SHARE, f"{name}: fused keeps only {share:.2f} of the infrared target contrast"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 6 open: the CPU-trained weights keep about a quarter of the "
+                   "infrared target contrast; the paper's schedule on a GPU is needed (docs/RESULTS.md)")
+def test_keeps_most_of_the_infrared_target_contrast(fused_pairs):
+    assert min(_target_shares(fused_pairs).values()) > PAPER_QUALITY_SHARE
+
+
+def test_colour_and_metrics_on_real_pairs(fused_pairs):
+    scores = []
+    for name, (ir, vis, fused, _) in fused_pairs.items():
+        assert fused.shape == vis.shape and fused.dtype == np.uint8  # colour from the visible image
+        scores.append(evaluate(grey_255(fused), grey_255(ir), grey_255(vis), metrics=("VIF", "Qabf", "SCD")))
+    mean = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
+    assert mean["VIF"] > MIN_VIF and mean["Qabf"] > MIN_QABF and mean["SCD"] > MIN_SCD, mean
+
+
+def test_reproduce_uses_shipped_weights_by_default(weights, shared_root, tmp_path):
+    res = reproduce("tno", out=tmp_path, data_root_dir=shared_root, methods=None, max_pairs=2, workers=1,
+                    device="cpu", progress=False, log=lambda m: None)
+    assert res["methods"][0] == "refinefuse" and not res["left_out"]
+    assert json.loads(res["json"].read_text())["weights"] == str(weights)
+    table = res["table"].read_text()
+    assert "| refinefuse |" in table and "RefineFuse (published)" in table
+    assert res["fused"]["refinefuse"] == 2
