@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
 import os
 import platform
 import statistics
@@ -106,7 +105,9 @@ def _load_network(weights: str | os.PathLike | None, model_overrides: dict | Non
 
 
 def _has_onnxruntime() -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+    from .export import onnx_available
+
+    return onnx_available()
 
 
 def _machine(device: torch.device, threads: int) -> dict[str, Any]:
