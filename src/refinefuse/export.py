@@ -158,7 +158,8 @@ class OnnxFuser:
         h, w = ir.shape[-2:]
         feeds = {"ir": _pad_to_multiple(np.ascontiguousarray(ir, dtype=np.float32), self.stride),
                  "vis": _pad_to_multiple(np.ascontiguousarray(vis, dtype=np.float32), self.stride)}
-        return self.session.run(["fused"], feeds)[0][..., :h, :w]
+        # ONNX Runtime's Tanh can undershoot -1 by an ulp; keep the documented [0, 1] range
+        return np.clip(self.session.run(["fused"], feeds)[0][..., :h, :w], 0.0, 1.0)
 
     def __call__(self, ir_y: np.ndarray, vis_y: np.ndarray) -> np.ndarray:
         if ir_y.shape != vis_y.shape:
