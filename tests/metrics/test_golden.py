@@ -74,9 +74,13 @@ def test_paper_ag_differs_from_cddfuse_ag(golden: dict, golden_dir: Path) -> Non
 
 
 @pytest.mark.parametrize("profile", ["paper", "cddfuse"])
-def test_ssim_and_qabf_are_bit_identical_to_cddfuse(profile: str, golden: dict, golden_dir: Path) -> None:
-    """SSIM and Qabf repeat the Evaluator's float32 arithmetic, so they equal it exactly."""
+def test_ssim_and_qabf_repeat_cddfuse_float32_arithmetic(profile: str, golden: dict, golden_dir: Path) -> None:
+    """SSIM and Qabf repeat the Evaluator's float32 arithmetic, so they agree to float32
+    rounding (1e-6 relative, 100x tighter than the golden tolerance). Not bit for bit:
+    NumPy's float32 exp/arctan use CPU-dependent SIMD code, and on one development machine
+    Qabf came out identical, on another 8e-8 away."""
     for row in golden["cddfuse"]:
         fused, a, b = _images(golden_dir, row)
         got = evaluate(fused, a, b, metrics=["SSIM", "Qabf"], profile=profile)
-        assert got == {k: row["metrics"][k] for k in ("SSIM", "Qabf")}, row["fused"]
+        for k in ("SSIM", "Qabf"):
+            assert got[k] == pytest.approx(row["metrics"][k], rel=1e-6, abs=0), (row["fused"], k)
