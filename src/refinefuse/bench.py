@@ -38,6 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import InputError
+from .export import onnx_available
 
 __all__ = ["run_benchmark", "markdown_table", "PRECISIONS", "NETWORK", "NETWORK_ONNX"]
 
@@ -102,12 +103,6 @@ def _load_network(weights: str | os.PathLike | None, model_overrides: dict | Non
     model = create_model(NETWORK, **(model_overrides or {}))
     what = f"config {model_overrides}" if model_overrides else "paper config"
     return model, f"network randomly initialised ({what}); timing does not depend on the weights"
-
-
-def _has_onnxruntime() -> bool:
-    from .export import onnx_available
-
-    return onnx_available()
 
 
 def _machine(device: torch.device, threads: int) -> dict[str, Any]:
@@ -176,13 +171,13 @@ def run_benchmark(
     from .fuse import resolve_device
 
     if not methods:
-        with_onnx = _has_onnxruntime() and precision == "fp32"
+        with_onnx = onnx_available() and precision == "fp32"
         methods = [NETWORK, *([NETWORK_ONNX] if with_onnx else []), *BASELINES]
     methods = list(methods)
     for name in methods:
         if name not in (NETWORK, NETWORK_ONNX):
             get_baseline(name)  # InputError for unknown names, before any work
-    if NETWORK_ONNX in methods and not _has_onnxruntime():
+    if NETWORK_ONNX in methods and not onnx_available():
         raise InputError(f"method {NETWORK_ONNX} needs onnx and onnxruntime: pip install 'refinefuse[onnx]'")
     if NETWORK_ONNX in methods and precision != "fp32":
         raise InputError(f"method {NETWORK_ONNX} runs in fp32 only (got precision {precision})")

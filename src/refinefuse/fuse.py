@@ -140,17 +140,17 @@ def load_fuser(
         path = Path(weights) if weights is not None else default_weights()
         if path is None:
             raise InputError("no trained weights ship with this version: pass --weights CKPT (a checkpoint from `refinefuse train`)")
-        model = load_model(path, map_location="cpu")
+        model, dev = load_model(path, map_location="cpu"), resolve_device(device)
         if backend == "onnx":
-            if resolve_device(device).type != "cpu":
+            if dev.type != "cpu":
                 raise InputError("--backend onnx runs on the CPU only (use --device cpu)")
             return onnx_network_fuser(model, path)
-        if backend == "auto" and resolve_device(device).type == "cpu" and onnx_available():
+        if backend == "auto" and dev.type == "cpu" and onnx_available():
             try:
                 return onnx_network_fuser(model, path)
             except Exception as exc:  # noqa: BLE001 - any export/runtime problem: the PyTorch path still works
                 warnings.warn(f"ONNX Runtime path unavailable ({type(exc).__name__}: {exc}); using PyTorch", stacklevel=2)
-        return network_fuser(model, device)
+        return network_fuser(model, dev)
     if weights is not None:
         raise InputError(f"--weights applies to the network only, not to method '{method}'")
     if backend != "auto":
