@@ -152,6 +152,25 @@ def test_resume_repeats_an_uninterrupted_run(data_dir, tmp_path):
     assert [r["epoch"] for r in _log(split)] == ["1", "2"]
 
 
+def test_init_starts_a_new_run_from_a_checkpoint(data_dir, tmp_path):
+    first = tmp_path / "first"
+    train(_config(data_dir, first, epochs=1))
+    # a near-zero learning rate keeps the copied weights: the second run starts from them
+    second = tmp_path / "second"
+    train(_config(data_dir, second, epochs=1, lr=1e-12, loss="B", init=str(first / "last.pt")))
+    a, b = read_checkpoint(first / "last.pt"), read_checkpoint(second / "last.pt")
+    assert b["epoch"] == 1 and b["train_config"]["init"] == str(first / "last.pt")
+    for key in a["state_dict"]:
+        torch.testing.assert_close(b["state_dict"][key], a["state_dict"][key], rtol=1e-5, atol=1e-7)
+    fresh = tmp_path / "fresh"
+    train(_config(data_dir, fresh, epochs=1, lr=1e-12))
+    assert any(not torch.allclose(read_checkpoint(fresh / "last.pt")["state_dict"][k], a["state_dict"][k]) for k in a["state_dict"])
+    with pytest.raises(InputError, match="differs from the configured one"):
+        train(_config(data_dir, tmp_path / "other", model_overrides={"channels": [4, 4, 8, 16]}, init=str(first / "last.pt")))
+    with pytest.raises(InputError, match="no such checkpoint"):
+        train(_config(data_dir, tmp_path / "missing", init=str(tmp_path / "nope.pt")))
+
+
 def test_kill_during_training_then_resume(data_dir, tmp_path):
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "refinefuse", *_cli_args(data_dir, out, 40, "--max-pairs", "40", "--workers", "1")]

@@ -339,6 +339,14 @@ def _prepare_out(out: Path, cfg: TrainConfig) -> dict | None:
     return None
 
 
+def _load_init_weights(model: nn.Module, path: Path) -> None:
+    """Copy a checkpoint's weights into ``model`` (``init``: e.g. the next stage of a curriculum)."""
+    state = read_checkpoint(path)
+    if state["model"] != model_spec(model):
+        raise InputError(f"{path}: checkpoint model {state['model']} differs from the configured one")
+    model.load_state_dict({k: v.float() for k, v in state["state_dict"].items()})
+
+
 def train(config: TrainConfig) -> Path:
     """Train a fusion model as configured; returns the path of ``best.pt`` in ``config.out``.
 
@@ -369,6 +377,8 @@ def _train(cfg: TrainConfig, rt: _Runtime) -> Path:
         raise InputError(f"model {cfg.model!r} with {cfg.model_overrides}: {exc}") from None
     if resume_state is not None and resume_state["model"] != model_spec(model):
         raise InputError(f"{out / LAST}: checkpoint model {resume_state['model']} differs from the configured one")
+    if resume_state is None and cfg.init:
+        _load_init_weights(model, Path(cfg.init))
     stride = int(getattr(model, "stride", 1))
 
     dataset = PairedFusionDataset(
