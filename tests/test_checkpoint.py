@@ -59,3 +59,6 @@ def test_release_checkpoint_half_precision(tmp_path):
     ir, vis = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
     with torch.inference_mode():
         assert (loaded(ir, vis) - model.eval()(ir, vis)).abs().max() < 1e-2
+    # releasing the same checkpoint again writes the same bytes (no temp-file name inside)
+    again = release_checkpoint(full, tmp_path / "again" / "release.pt", meta={"data": "x"})
+    assert again.read_bytes() == slim.read_bytes()

@@ -62,8 +62,8 @@ def save_checkpoint(
         "meta": dict(meta or {}),
         **extra,
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(state, fh)  # a file object: the archive name inside does not follow the random temp name
     return Path(path)
 
 
