@@ -1,7 +1,10 @@
 """Make the shipped weights and their model card from a training run.
 
-    python scripts/release_weights.py --run ~/runs/msrs-adam [--checkpoint best.pt] \
-        [--table results/msrs/table.md] [--out src/refinefuse/weights]
+    python scripts/release_weights.py --run ~/runs/cur-s2 [--checkpoint best.pt] \
+        [--table results/msrs/table.md] [--notes NOTES.md] [--out src/refinefuse/weights]
+
+A run started from another run's checkpoint (``--set init=...``) is a later stage of one
+schedule: the card follows the ``init`` chain back and lists every stage.
 
 Writes ``refinefuse_msrs.pt`` (float16 weights + metadata, see
 ``refinefuse.checkpoint.release_checkpoint``) and ``MODEL_CARD.md``. Every figure in the
@@ -44,29 +47,57 @@ def portable_command(command: str) -> str:
     return command.replace(str(Path.home()), "~")
 
 
+def lineage(checkpoint: Path) -> list[dict]:
+    """The training stages behind ``checkpoint``, oldest first: each stage is a run whose
+    ``init`` names the checkpoint of the stage before it."""
+    stages, path = [], checkpoint
+    while path is not None:
+        state = read_checkpoint(path)
+        run = path.parent
+        with open(run / "log.csv", newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= int(state["epoch"])]
+        cfg = state.get("train_config", {})
+        stages.insert(0, {"run": run, "checkpoint": path.name, "state": state, "cfg": cfg, "rows": rows})
+        path = Path(cfg["init"]).expanduser() if cfg.get("init") else None
+    return stages
+
+
+def _schedule(cfg: dict) -> str:
+    crop = cfg.get("crop")
+    crops = "whole 128x128 images" if crop is None or crop >= 128 else f"random {crop}x{crop} crops of the 128x128 images"
+    loss = {"full": "paper loss `full`", "A": "loss `A`", "B": "loss `B` (max-intensity, Table 8)", "C": "loss `C`"}[cfg.get("loss", "full")]
+    return (
+        f"{cfg.get('optimizer', 'sgd').upper() if cfg.get('optimizer') == 'sgd' else 'Adam'}, lr {cfg.get('lr')}, "
+        f"batch {cfg.get('batch_size')}, {cfg.get('warmup_epochs')} warm-up epoch(s), cosine to {cfg.get('min_lr')} "
+        f"over {cfg.get('epochs')} epochs; {crops}, 90-degree rotations and flips; {loss}, lambda {cfg.get('lam')}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, type=Path, help="training run folder (log.csv, best.pt, last.pt)")
     parser.add_argument("--checkpoint", default="best.pt", help="checkpoint in the run folder to ship")
     parser.add_argument("--table", type=Path, help="results/msrs/table.md from refinefuse reproduce")
+    parser.add_argument("--notes", type=Path, help="Markdown file with the reasons for the schedule, quoted in the card")
     parser.add_argument("--out", type=Path, default=Path("src/refinefuse/weights"))
     parser.add_argument("--device", default=f"CPU ({_cpu_name()}), {os.cpu_count()} cores, no GPU")
     args = parser.parse_args()
 
     src = args.run.expanduser() / args.checkpoint
-    state = read_checkpoint(src)
-    meta, cfg = state.get("meta", {}), state.get("train_config", {})
-    with open(args.run.expanduser() / "log.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= int(state["epoch"])]
-    wall_h = sum(float(r["epoch_s"]) for r in rows) / 3600
-    epoch_min = wall_h * 60 / len(rows)
-    last = rows[-1]
+    stages = lineage(src)
+    final = stages[-1]
+    state, meta = final["state"], final["state"].get("meta", {})
+    last = final["rows"][-1]
+    wall_h = sum(float(r["epoch_s"]) for stage in stages for r in stage["rows"]) / 3600
     data = "msrs/train128 (" + str(meta.get("pairs")) + " training pairs, YOLO boxes_ir -> salient masks)"
+    commands = [portable_command(stage["state"].get("meta", {}).get("command", "")) for stage in stages]
     release = {
         "data": data,
-        "command": portable_command(meta.get("command", "")),
-        "epochs": int(state["epoch"]),
-        "planned_epochs": cfg.get("epochs"),
+        "command": commands[-1],
+        "commands": commands,
+        "epochs": sum(int(stage["state"]["epoch"]) for stage in stages),
+        "stage_epochs": [int(stage["state"]["epoch"]) for stage in stages],
+        "planned_epochs": final["cfg"].get("epochs"),
         "wall_time_h": round(wall_h, 2),
         "device": args.device,
         "torch": torch.__version__,
@@ -87,29 +118,40 @@ def main() -> None:
         "| | |",
         "|---|---|",
         f"| data | `../shared/data/{data.split(' ')[0]}` {data.split(' ', 1)[1]}; 4 of them held out for validation. Never msrs/test, tno or medical. |",
-        f"| command | `{release['command']}` (the same command continues the run after an interruption) |",
-        f"| schedule | Adam, lr {cfg.get('lr')}, batch {cfg.get('batch_size')}, {cfg.get('warmup_epochs')} warm-up epoch(s), cosine to {cfg.get('min_lr')} over {cfg.get('epochs')} epochs; whole 128x128 images (crop {cfg.get('crop')} > image), 90-degree rotations and flips; loss `{cfg.get('loss')}` (L_int + {cfg.get('lam')} L_tex) |",
-        f"| epochs | {release['epochs']} (checkpoint `{args.checkpoint}`) |",
-        f"| wall time | {wall_h:.2f} h of training (sum of the epochs in `log.csv`) |",
+        f"| command | `{release['command']}` (the last stage; every stage below; rerunning a command continues it after an interruption) |",
+        f"| epochs | {release['epochs']} in {len(stages)} stage(s): {' + '.join(map(str, release['stage_epochs']))} (checkpoint `{args.checkpoint}` of the last) |",
+        f"| wall time | {wall_h:.2f} h of training (sum of the epochs in the stages' `log.csv`) |",
         f"| device | {release['device']}; torch {torch.__version__} |",
-        f"| final loss | train {release['train_loss']:.4f}, validation {release['val_loss']:.4f} (epoch {last['epoch']}) |",
+        f"| final loss | train {release['train_loss']:.4f}, validation {release['val_loss']:.4f} (epoch {last['epoch']} of the last stage; paper loss when that stage uses it) |",
         "",
-        "Why not the paper's schedule (SGD, 300 epochs, 256x256 crops): this project had only a",
-        f"2-core CPU (about {epoch_min:.1f} minutes per epoch over the {meta.get('pairs')} pairs at 128x128). Adam converges in",
-        "far fewer epochs than SGD. The paper's schedule is `train_msrs.yaml` as it stands (no",
-        "`--optimizer`/`--lr`/`--epochs` overrides), meant for a GPU.",
+        "## Stages",
         "",
-        "## Training log",
+        "Each stage starts from the weights of the one before (`--set init=CHECKPOINT`: fresh optimizer and schedule).",
         "",
-        "| epoch | lr | train loss | val loss | val VIF | val Qabf | val SCD | pairs/s |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        cells = [r["epoch"], f"{float(r['lr']):.2e}", f"{float(r['train_loss']):.4f}"]
-        cells += [f"{float(r[k]):.4f}" if r.get(k) else "" for k in ("val_loss", "val_VIF", "val_Qabf", "val_SCD")]
-        cells.append(r["pairs_per_s"])
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "(Validation metrics on the 4 held-out 128x128 training pairs, so only a trend.)", ""]
+    for i, stage in enumerate(stages, 1):
+        rows = stage["rows"]
+        stage_h = sum(float(r["epoch_s"]) for r in rows) / 3600
+        lines += [
+            f"### Stage {i}: {int(stage['state']['epoch'])} epochs, {stage_h:.2f} h",
+            "",
+            f"- command: `{commands[i - 1]}`",
+            f"- schedule: {_schedule(stage['cfg'])}",
+            f"- checkpoint passed on: `{stage['checkpoint']}` (epoch {stage['state']['epoch']})",
+            "",
+            "| epoch | lr | train loss | val loss | val VIF | val Qabf | val SCD | pairs/s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            cells = [r["epoch"], f"{float(r['lr']):.2e}", f"{float(r['train_loss']):.4f}"]
+            cells += [f"{float(r[k]):.4f}" if r.get(k) else "" for k in ("val_loss", "val_VIF", "val_Qabf", "val_SCD")]
+            cells.append(r["pairs_per_s"])
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["(Validation metrics on the 4 held-out 128x128 training pairs, so only a trend; the losses are",
+              "each stage's own loss.)", ""]
+    if args.notes:
+        lines += ["## Why this schedule", "", args.notes.read_text().strip(), ""]
     if args.table:
         lines += [
             "## Evaluation: MSRS test, all 361 pairs, profile `paper`",

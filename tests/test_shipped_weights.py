@@ -22,13 +22,12 @@ NIGHT_PAIRS = ("00004N", "00746N", "00959N")
 DAY_PAIRS = ("01380D",)
 SALIENT_CLASSES = (1, 2, 3)  # MSRS labels: car, person, bike
 
-# Regression floors for the shipped weights (14 CPU epochs; measured on these pairs:
-# target share 0.22-0.27, mean VIF 0.69, Qabf 0.65, SCD 0.51). They sit below the measured
-# values with a margin and guard against shipping a worse model. The issue-6 quality bar
-# (a model trained on the paper's full schedule) is the strict xfail below.
-TARGET_SHARE = 0.15
-MIN_VIF, MIN_QABF, MIN_SCD = 0.6, 0.6, 0.4
-PAPER_QUALITY_SHARE = 0.5
+# Floors for the shipped weights: the issue-6 quality bar (MSRS test: VIF >= 0.95, Qabf >= 0.65,
+# SCD >= 1.50), here on a handful of pairs, and most of the infrared target contrast kept.
+# Measured on these pairs with the shipped weights: target share 0.987-0.991, mean VIF 1.055,
+# Qabf 0.732, SCD 1.594 (the full 361-pair table is in docs/RESULTS.md).
+TARGET_SHARE = 0.5
+MIN_VIF, MIN_QABF, MIN_SCD = 0.95, 0.65, 1.50
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +80,6 @@ def _target_shares(fused_pairs) -> dict[str, float]:
 def test_keeps_infrared_targets_at_night(fused_pairs):
     for name, share in _target_shares(fused_pairs).items():
         assert share > TARGET_SHARE, f"{name}: fused keeps only {share:.2f} of the infrared target contrast"
-
-
-@pytest.mark.xfail(strict=True, reason="issue 6 open: the CPU-trained weights keep about a quarter of the "
-                   "infrared target contrast; the paper's schedule on a GPU is needed (docs/RESULTS.md)")
-def test_keeps_most_of_the_infrared_target_contrast(fused_pairs):
-    assert min(_target_shares(fused_pairs).values()) > PAPER_QUALITY_SHARE
 
 
 def test_colour_and_metrics_on_real_pairs(fused_pairs):
