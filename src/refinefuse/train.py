@@ -378,7 +378,7 @@ def _train(cfg: TrainConfig, rt: _Runtime) -> Path:
     if resume_state is not None and resume_state["model"] != model_spec(model):
         raise InputError(f"{out / LAST}: checkpoint model {resume_state['model']} differs from the configured one")
     if resume_state is None and cfg.init:
-        _load_init_weights(model, Path(cfg.init))
+        _load_init_weights(model, Path(cfg.init).expanduser())
     stride = int(getattr(model, "stride", 1))
 
     dataset = PairedFusionDataset(
