@@ -1,0 +1,35 @@
+"""scripts/release_weights.py: a two-stage run (the second started with ``init``) gives one
+small release checkpoint and a model card that lists both stages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from refinefuse.checkpoint import read_checkpoint
+from refinefuse.train import train
+
+from test_train import _config
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "release_weights.py"
+
+
+def test_card_follows_the_init_chain(data_dir, tmp_path):
+    first, second = tmp_path / "stage1", tmp_path / "stage2"
+    train(_config(data_dir, first, epochs=2, loss="B", lam=0.0))
+    train(_config(data_dir, second, epochs=1, init=str(first / "last.pt")))
+    notes = tmp_path / "notes.md"
+    notes.write_text("Why: a test.")
+    out = tmp_path / "weights"
+    subprocess.run([sys.executable, str(SCRIPT), "--run", str(second), "--checkpoint", "last.pt",
+                    "--notes", str(notes), "--out", str(out)], check=True, capture_output=True)
+    state = read_checkpoint(out / "refinefuse_msrs.pt")
+    meta = state["meta"]
+    assert meta["stage_epochs"] == [2, 1] and meta["epochs"] == 3 and len(meta["commands"]) == 2
+    assert "optimizer" not in state
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "| epochs | 3 in 2 stage(s): 2 + 1" in card
+    assert "### Stage 1: 2 epochs" in card and "### Stage 2: 1 epochs" in card
+    assert "loss `B` (max-intensity, Table 8), lambda 0.0" in card and "paper loss `full`" in card
+    assert "## Why this schedule\n\nWhy: a test." in card
