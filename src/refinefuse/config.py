@@ -80,7 +80,7 @@ class TrainConfig:
     val_metrics: list[str] = field(default_factory=lambda: ["VIF", "Qabf", "SCD"])  #: if refinefuse.metrics exists
     progress: bool = True  #: tqdm progress bars
     resume: bool = False  #: continue from RUN_DIR/last.pt (a fresh start when there is none)
-    init: str | None = None  #: start a new run from this checkpoint's weights (fresh optimizer and schedule)
+    init: str | None = None  #: start a new run from this checkpoint's weights (fresh optimizer and schedule; unused when resuming)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
