@@ -66,10 +66,15 @@ def _schedule(cfg: dict) -> str:
     crop = cfg.get("crop")
     crops = "whole 128x128 images" if crop is None or crop >= 128 else f"random {crop}x{crop} crops of the 128x128 images"
     loss = {"full": "paper loss `full`", "A": "loss `A`", "B": "loss `B` (max-intensity, Table 8)", "C": "loss `C`"}[cfg.get("loss", "full")]
+    optimizer = {"sgd": f"SGD (momentum {cfg.get('momentum')})", "adam": "Adam"}[cfg.get("optimizer", "sgd")]
+    decay = {
+        "cosine": f"cosine to {cfg.get('min_lr')}",
+        "step": f"x{cfg.get('gamma')} every {cfg.get('step_size')} epochs",
+        "none": "constant",
+    }[cfg.get("scheduler", "cosine")]
     return (
-        f"{cfg.get('optimizer', 'sgd').upper() if cfg.get('optimizer') == 'sgd' else 'Adam'}, lr {cfg.get('lr')}, "
-        f"batch {cfg.get('batch_size')}, {cfg.get('warmup_epochs')} warm-up epoch(s), cosine to {cfg.get('min_lr')} "
-        f"over {cfg.get('epochs')} epochs; {crops}, 90-degree rotations and flips; {loss}, lambda {cfg.get('lam')}"
+        f"{optimizer}, lr {cfg.get('lr')}, batch {cfg.get('batch_size')}, {cfg.get('warmup_epochs')} warm-up epoch(s), "
+        f"{decay} over {cfg.get('epochs')} epochs; {crops}, 90-degree rotations and flips; {loss}, lambda {cfg.get('lam')}"
     )
 
 
@@ -86,7 +91,7 @@ def main() -> None:
     src = args.run.expanduser() / args.checkpoint
     stages = lineage(src)
     final = stages[-1]
-    state, meta = final["state"], final["state"].get("meta", {})
+    meta = final["state"].get("meta", {})
     last = final["rows"][-1]
     wall_h = sum(float(r["epoch_s"]) for stage in stages for r in stage["rows"]) / 3600
     data = "msrs/train128 (" + str(meta.get("pairs")) + " training pairs, YOLO boxes_ir -> salient masks)"

@@ -339,12 +339,12 @@ def _prepare_out(out: Path, cfg: TrainConfig) -> dict | None:
     return None
 
 
-def _load_init_weights(model: nn.Module, path: Path) -> None:
-    """Copy a checkpoint's weights into ``model`` (``init``: e.g. the next stage of a curriculum)."""
-    state = read_checkpoint(path)
+def _checked_weights(path: Path, state: dict[str, Any], model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict of checkpoint ``state`` (read from ``path``), after checking that it was
+    saved from the configured model (``--resume`` and ``init`` alike)."""
     if state["model"] != model_spec(model):
         raise InputError(f"{path}: checkpoint model {state['model']} differs from the configured one")
-    model.load_state_dict({k: v.float() for k, v in state["state_dict"].items()})
+    return state["state_dict"]
 
 
 def train(config: TrainConfig) -> Path:
@@ -375,10 +375,11 @@ def _train(cfg: TrainConfig, rt: _Runtime) -> Path:
         model = create_model(cfg.model, **cfg.model_overrides)
     except (TypeError, ValueError) as exc:
         raise InputError(f"model {cfg.model!r} with {cfg.model_overrides}: {exc}") from None
-    if resume_state is not None and resume_state["model"] != model_spec(model):
-        raise InputError(f"{out / LAST}: checkpoint model {resume_state['model']} differs from the configured one")
-    if resume_state is None and cfg.init:
-        _load_init_weights(model, Path(cfg.init).expanduser())
+    if resume_state is not None:
+        _checked_weights(out / LAST, resume_state, model)  # loaded below, with the optimizer state
+    elif cfg.init:  # the weights only: optimizer and schedule start fresh
+        init = Path(cfg.init).expanduser()
+        model.load_state_dict(_checked_weights(init, read_checkpoint(init), model))  # float16 weights are cast
     stride = int(getattr(model, "stride", 1))
 
     dataset = PairedFusionDataset(
