@@ -9,7 +9,7 @@ step; no validation or checkpoint time) of the last epoch, so worker start-up is
 Usage::
 
     PYTHONPATH=src python benchmarks/bench_train.py [--crops 128 256] [--pairs 8] [--batch-size 8]
-        [--epochs 2] [--threads 2] [--width paper|small] [--channels-last]
+        [--epochs 2] [--threads 2] [--width paper|small] [--channels-last] [--bf16]
 
 ``--width small`` uses ``channels=(8, 8, 16, 16)`` (the test size) instead of the paper's widths.
 """
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--width", choices=("paper", "small"), default="paper")
     parser.add_argument("--channels-last", action="store_true", help="NHWC tensors (the trainer's CPU default is NCHW)")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU: AVX-512 BF16 where the CPU has it)")
     parser.add_argument("--data", default=None, help="dataset (default <shared>/data/msrs/train128)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"threads {args.threads}, load average {load:.2f}, width {args.width}, "
-        f"channels_last {args.channels_last}, batch {args.batch_size}"
+        f"channels_last {args.channels_last}, bf16 {args.bf16}, batch {args.batch_size}"
     )
     for crop in args.crops:
         with tempfile.TemporaryDirectory() as tmp:
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers,
                 threads=args.threads,
                 channels_last=args.channels_last,
+                amp=args.bf16,
+                amp_dtype="bfloat16",
                 tensorboard=False,
                 progress=False,
                 keep_last=0,

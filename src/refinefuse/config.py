@@ -46,6 +46,8 @@ class TrainConfig:
     crop: int = 256  #: random square crop (paper: 256)
     small_images: str = "whole"  #: images smaller than the crop: whole | pad
     augment: bool = True  #: random crops, 90-degree rotations and flips (False: centre crops)
+    rescale: list[float] | None = None  #: [low, high]: random resize factor before cropping (None: off; not in the paper)
+    flat_patch: float = 0.0  #: probability of a flat black/white rectangle in both images (0: off; not in the paper)
     max_pairs: int | None = None  #: use at most N pairs (evenly spaced), e.g. for quick runs
     val_pairs: int = 4  #: held-out pairs for validation (0: none; best.pt then follows the train loss)
     val_every: int = 1  #: validate every N epochs (and after the last one)
@@ -71,7 +73,7 @@ class TrainConfig:
     # runtime
     seed: int = 0
     device: str = "auto"  #: auto (CUDA when available) | cpu | cuda | cuda:1
-    amp: bool = True  #: automatic mixed precision on CUDA (ignored on CPU)
+    amp: bool = True  #: automatic mixed precision on CUDA; on the CPU only with amp_dtype bfloat16
     amp_dtype: str = "float16"  #: float16 (with a gradient scaler) | bfloat16
     channels_last: bool | None = None  #: NHWC memory format; None: on CUDA only (measured slower on CPU, docs/training.md)
     threads: int | None = None  #: torch.set_num_threads (None: CPUs per process)

@@ -341,7 +341,7 @@ def _prepare_out(out: Path, cfg: TrainConfig) -> dict | None:
 
 def _checked_weights(path: Path, state: dict[str, Any], model: nn.Module) -> dict[str, torch.Tensor]:
     """The state dict of checkpoint ``state`` (read from ``path``), after checking that it was
-    saved from the configured model (``--resume`` and ``init`` alike)."""
+    saved from the configured model (``--resume``)."""
     if state["model"] != model_spec(model):
         raise InputError(f"{path}: checkpoint model {state['model']} differs from the configured one")
     return state["state_dict"]
@@ -379,7 +379,11 @@ def _train(cfg: TrainConfig, rt: _Runtime) -> Path:
         _checked_weights(out / LAST, resume_state, model)  # loaded below, with the optimizer state
     elif cfg.init:  # the weights only: optimizer and schedule start fresh
         init = Path(cfg.init).expanduser()
-        model.load_state_dict(_checked_weights(init, read_checkpoint(init), model))  # float16 weights are cast
+        # any checkpoint whose weights fit: the config may differ in parameter-free settings (out_margin)
+        try:
+            model.load_state_dict(read_checkpoint(init)["state_dict"])  # float16 weights are cast
+        except RuntimeError as exc:
+            raise InputError(f"{init}: weights do not fit model {cfg.model!r} ({str(exc).splitlines()[0]})") from None
     stride = int(getattr(model, "stride", 1))
 
     dataset = PairedFusionDataset(
@@ -395,6 +399,8 @@ def _train(cfg: TrainConfig, rt: _Runtime) -> Path:
         auto_k=cfg.auto_mask_k,
         auto_min_area=cfg.auto_mask_min_area,
         max_pairs=cfg.max_pairs,
+        rescale=cfg.rescale,
+        flat_patch=cfg.flat_patch,
     )
     train_set, val_set = dataset.split(cfg.val_pairs)
     _single_threaded_opencv()
@@ -421,8 +427,9 @@ def _train(cfg: TrainConfig, rt: _Runtime) -> Path:
     model = model.to(rt.device, memory_format=memory_format)
     optimizer = _make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, cfg))
-    use_amp = cfg.amp and rt.device.type == "cuda"
     amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16
+    # CPU autocast only in bfloat16 (float16 on the CPU is slow and needs a scaler)
+    use_amp = cfg.amp and (rt.device.type == "cuda" or amp_dtype == torch.bfloat16)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     criterion = FusionLoss(cfg.loss, cfg.lam)
 

@@ -64,6 +64,10 @@ class PairedFusionDataset(Dataset):
         mask_dir: folder name of precomputed masks.
         auto_k, auto_min_area: parameters of the automatic mask.
         max_pairs: use at most this many pairs, evenly spaced over the sorted names.
+        rescale: ``(low, high)``: with ``augment``, resize each pair by a random factor in
+            this range before cropping (e.g. ``(1, 4)`` to train shrunk frames at full scale).
+        flat_patch: with ``augment``, probability of painting one rectangle flat black or
+            white in both images (:func:`refinefuse.data.transforms.random_flat_patch`).
     """
 
     def __init__(
@@ -81,6 +85,8 @@ class PairedFusionDataset(Dataset):
         auto_k: float = 2.0,
         auto_min_area: float = 0.001,
         max_pairs: int | None = None,
+        rescale: Sequence[float] | None = None,
+        flat_patch: float = 0.0,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -100,6 +106,10 @@ class PairedFusionDataset(Dataset):
             if max_pairs < len(pairs):
                 pairs = [pairs[i] for i in np.linspace(0, len(pairs) - 1, max_pairs).round().astype(int)]
         self.pairs: list[Pair] = pairs
+        if rescale is not None and (len(rescale) != 2 or not 0 < rescale[0] <= rescale[1]):
+            raise InputError(f"rescale must be two factors 0 < low <= high, got {list(rescale)}")
+        self.flat_patch = float(flat_patch)
+        self.rescale = None if rescale is None else (float(rescale[0]), float(rescale[1]))
         self.crop, self.augment, self.small_images, self.multiple = crop, augment, small_images, multiple
         self.salient_classes = tuple(salient_classes)
         self.box_classes = None if box_classes is None else tuple(box_classes)
@@ -176,12 +186,15 @@ class PairedFusionDataset(Dataset):
         else:
             index, seed = key, int(torch.randint(2**62, ()))  # torch RNG: seeded per DataLoader worker
         stack = self.load(index)
+        rng = np.random.default_rng(seed)
+        if self.augment and self.rescale is not None:
+            stack = T.random_rescale(stack, *self.rescale, rng)
         h, w = T.target_size(stack.shape[1], stack.shape[2], self.crop, self.small_images, self.multiple)
         if h == 0 or w == 0:
             raise InputError(f"{self.pairs[index].ir}: image smaller than the network stride {self.multiple}")
         if self.augment:
-            rng = np.random.default_rng(seed)
             stack = T.random_rot90_flip(T.random_crop(stack, h, w, rng), rng)
+            stack = T.random_flat_patch(stack, self.flat_patch, rng)
         else:
             stack = T.center_crop(stack, h, w)
         tensor = torch.from_numpy(np.ascontiguousarray(stack))

@@ -9,9 +9,10 @@ the crops an uninterrupted run would, whatever the number of workers or processe
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
-__all__ = ["target_size", "pad_to", "crop", "random_crop", "center_crop", "random_rot90_flip"]
+__all__ = ["target_size", "pad_to", "crop", "random_crop", "center_crop", "random_rot90_flip", "random_rescale", "random_flat_patch"]
 
 
 def _randint(rng: np.random.Generator, high: int) -> int:
@@ -76,4 +77,40 @@ def random_rot90_flip(stack: np.ndarray, rng: np.random.Generator) -> np.ndarray
         stack = np.rot90(stack, k, axes=(1, 2))
     if _randint(rng, 2):
         stack = stack[:, :, ::-1]
+    return stack
+
+
+def random_rescale(stack: np.ndarray, low: float, high: float, rng: np.random.Generator) -> np.ndarray:
+    """Resize a ``(3, H, W)`` stack ``[ir, vis, mask]`` by a factor drawn log-uniformly from ``[low, high]``.
+
+    Images are resized bilinearly, the mask by nearest neighbour (it stays {0, 1}). Upscaling
+    shrunk training images (MSRS ``train128`` frames are about 5x smaller than the test
+    frames) shows the network the large smooth regions that it meets at full resolution.
+    """
+    factor = float(np.exp(rng.uniform(np.log(low), np.log(high)))) if high > low else float(low)
+    h, w = stack.shape[1:]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))  # cv2: (width, height)
+    if size == (w, h):
+        return stack
+    images = [cv2.resize(np.ascontiguousarray(c), size, interpolation=cv2.INTER_LINEAR) for c in stack[:-1]]
+    mask = cv2.resize(np.ascontiguousarray(stack[-1]), size, interpolation=cv2.INTER_NEAREST)
+    return np.stack([*images, mask])
+
+
+def random_flat_patch(stack: np.ndarray, prob: float, rng: np.random.Generator) -> np.ndarray:
+    """With probability ``prob``, paint one random rectangle of a ``[ir, vis, mask]`` stack flat.
+
+    The rectangle (a quarter to three quarters of each side) gets the same value in both
+    images, 0 or 1 (half each), and mask 0. Such regions (black backgrounds of medical
+    scans, saturated skies) must fuse to exactly that value; the training frames rarely
+    have them.
+    """
+    if prob <= 0 or rng.uniform() >= prob:
+        return stack
+    h, w = stack.shape[1:]
+    ph, pw = (int(rng.integers(max(1, s // 4), max(2, 3 * s // 4 + 1))) for s in (h, w))
+    top, left = _randint(rng, h - ph + 1), _randint(rng, w - pw + 1)
+    stack = stack.copy()
+    stack[:2, top : top + ph, left : left + pw] = float(_randint(rng, 2))
+    stack[2, top : top + ph, left : left + pw] = 0.0
     return stack

@@ -79,6 +79,10 @@ class RefineFuse(nn.Module):
         heads: attention heads in PSIM.
         head_channels: widths of decoder 1's first three convs (default ``(c1, c1, c1 // 2)``).
         act: encoder/fusion activation (``"lrelu"`` or ``"relu"``); decoders use ReLU.
+        out_margin: the output is ``clamp((1 + 2m) (tanh + 1) / 2 - m, 0, 1)`` with ``m =
+            out_margin``. 0 is the paper's ``(tanh + 1) / 2``, which never reaches exact 0 or
+            1 with finite activations (a black background comes out about 1 grey level up);
+            a small margin lets the network produce exact black and white.
     """
 
     def __init__(
@@ -92,6 +96,7 @@ class RefineFuse(nn.Module):
         heads: int = 1,
         head_channels: Sequence[int] | None = None,
         act: str = "lrelu",
+        out_margin: float = 0.0,
     ) -> None:
         super().__init__()
         if levels not in (3, 4, 5):
@@ -117,6 +122,9 @@ class RefineFuse(nn.Module):
             "head_channels": head,
             "act": act,
         }
+        if out_margin:  # only non-default: older checkpoints' configs round-trip unchanged
+            self.config["out_margin"] = float(out_margin)
+        self.out_margin = float(out_margin)
         self.levels = levels
         self.stride = 2 ** (levels - 1)
 
@@ -157,7 +165,10 @@ class RefineFuse(nn.Module):
                 x = torch.cat((x, fused[k]), dim=1)
             x = decoder(x, fused[k - 1].shape[-2:])
         out = self.head(torch.cat((x, fused[0]), dim=1))
-        return crop_to((out + 1) / 2, size)
+        out = (out + 1) / 2
+        if self.out_margin:
+            out = ((1 + 2 * self.out_margin) * out - self.out_margin).clamp(0.0, 1.0)
+        return crop_to(out, size)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config.items())
