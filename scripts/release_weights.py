@@ -6,7 +6,7 @@
 A run started from another run's checkpoint (``--set init=...``) is a later stage of one
 schedule: the card follows the ``init`` chain back and lists every stage.
 
-Writes ``refinefuse_msrs.pt`` (float16 weights + metadata, see
+Writes ``refinefuse_msrs.safetensors`` (float16 weights + metadata in its header, see
 ``refinefuse.checkpoint.release_checkpoint``) and ``MODEL_CARD.md``. Every figure in the
 card is read from the run (its ``log.csv`` and checkpoint) or from a table written by
 ``refinefuse reproduce``; nothing is typed in by hand.
@@ -110,13 +110,13 @@ def main() -> None:
         "val_loss": float(last["val_loss"]) if last.get("val_loss") else None,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    dst = release_checkpoint(src, args.out / "refinefuse_msrs.pt", meta=release)
+    dst = release_checkpoint(src, args.out / "refinefuse_msrs.safetensors", meta=release)
     size_mb = dst.stat().st_size / 1e6
 
     lines = [
         "# RefineFuse, trained on MSRS (the package's default weights)",
         "",
-        f"`refinefuse_msrs.pt` ({size_mb:.1f} MB, float16 weights; loaded as float32): the paper's",
+        f"`refinefuse_msrs.safetensors` ({size_mb:.1f} MB, float16 weights, model config and this card's metadata in the header; loaded as float32): the paper's",
         "configuration (`RefineFuse()`, 2.20 M parameters) trained by this project's own trainer.",
         "`refinefuse fuse` and `refinefuse demo` use it when no `--weights` is given.",
         "",

@@ -127,6 +127,42 @@ def test_auto_backend_uses_cached_onnx_on_cpu(tiny_ckpt, tmp_path, monkeypatch):
     assert calls and np.array_equal(again, fused) and cached[0].stat().st_mtime_ns == stamp
 
 
+def test_damaged_cached_export_is_rebuilt_not_warned_about(tiny, tiny_ckpt, tmp_path):
+    import warnings
+
+    from refinefuse.export import cached_export
+    from refinefuse.fuse import load_fuser
+
+    path = cached_export(tiny, tiny_ckpt, cache=tmp_path)
+    stamp = path.with_name(path.name + ".sha256")
+    assert stamp.is_file() and sorted(p.name for p in tmp_path.iterdir()) == [path.name, stamp.name]
+    ir, vis = _pair()
+    reference = _torch(tiny, ir, vis)
+    path.write_bytes(b"\x00garbage\xff" * 100)  # damaged in place: same name, so the old code kept it
+    with pytest.raises(InputError, match="not a loadable ONNX model"):
+        onnx_fuser(path)
+    assert cached_export(tiny, tiny_ckpt, cache=tmp_path) == path
+    assert np.abs(onnx_fuser(path)(ir, vis) - reference).max() < TOL
+    # truncated, or left by a version without the stamp: rebuilt as well
+    path.write_bytes(path.read_bytes()[:1000])
+    assert np.abs(onnx_fuser(cached_export(tiny, tiny_ckpt, cache=tmp_path))(ir, vis) - reference).max() < TOL
+    stamp.unlink()
+    stamp_free = cached_export(tiny, tiny_ckpt, cache=tmp_path)
+    assert stamp.is_file() and np.abs(onnx_fuser(stamp_free)(ir, vis) - reference).max() < TOL
+    # through load_fuser (the default CPU backend): no warning, no PyTorch fallback
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REFINEFUSE_CACHE", str(tmp_path))
+        first = load_fuser(weights=tiny_ckpt, device="cpu", backend="onnx")(ir, vis)
+        cached = list(tmp_path.glob("tiny-*.onnx"))
+        assert len(cached) == 1
+        cached[0].write_bytes(b"garbage")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            again = load_fuser(weights=tiny_ckpt, device="cpu")(ir, vis)
+    assert np.array_equal(again, first)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temporaries left
+
+
 def test_large_images_take_the_tiled_torch_path(tiny_ckpt, monkeypatch):
     from refinefuse.fuse import load_fuser
 

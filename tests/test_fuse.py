@@ -11,8 +11,9 @@ import torch
 from refinefuse.checkpoint import save_checkpoint
 from refinefuse.cli import main
 from refinefuse.colour import luminance, rgb_to_ycrcb, to_float
-from refinefuse.fuse import default_weights, fuse_arrays, fuse_images
-from refinefuse.io import read_image, write_image
+from refinefuse.errors import InputError
+from refinefuse.fuse import default_weights, fuse_arrays, fuse_images, fuse_paths, plan_jobs, resolve_device
+from refinefuse.io import TEMP_PREFIX, read_image, write_image
 from refinefuse.models import create_model
 
 
@@ -171,3 +172,183 @@ def test_demo_bundled_pair(tmp_path, tiny_ckpt, capsys):
     assert fused.shape == (480, 640, 3)
     assert read_image(out / "overview.png").shape == (480, 1920, 3)
     assert "output exists" in _err(capsys, ["demo", "--out", str(out), "--weights", str(tiny_ckpt)])
+
+
+# ----------------------------------------------------------------------------- issue 11: resuming, races, bad device, NaN
+def _synthetic_pairs(tmp_path, names=("a", "b", "c"), size=(12, 16)):
+    rng = np.random.default_rng(0)
+    ir, vi = tmp_path / "ir", tmp_path / "vi"
+    for n in names:
+        write_image(ir / f"{n}.png", rng.integers(0, 256, size, dtype=np.uint8))
+        write_image(vi / f"{n}.png", rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+    return ir, vi
+
+
+def _no_model(*args, **kwargs):
+    raise AssertionError("the model must not load")
+
+
+def test_skip_existing_fuses_missing_and_undecodable_only(tmp_path, capsys):
+    ir, vi = _synthetic_pairs(tmp_path)
+    out = tmp_path / "out"
+    args = ["fuse", "--ir", str(ir), "--vis", str(vi), "--out", str(out), "--method", "max", "--quiet"]
+    assert main(args) == 0
+    good = out / "a.png"
+    before = good.stat()
+    (out / "b.png").unlink()  # missing
+    (out / "c.png").write_bytes(b"\x89PNG half")  # does not decode: counts as not done
+    jobs = plan_jobs(ir, vi, out, skip_existing=True)
+    assert [(j.pair.name, j.replace) for j in jobs] == [("b", False), ("c", True)]
+    capsys.readouterr()
+    assert main(args + ["--skip-existing"]) == 0
+    assert capsys.readouterr().err.strip() == "refinefuse: 1 of 3 outputs already exist; fusing 2"
+    assert good.stat().st_mtime_ns == before.st_mtime_ns and good.stat().st_ino == before.st_ino  # untouched
+    for n in "abc":
+        assert read_image(out / f"{n}.png").shape == (12, 16, 3)
+    # everything done: nothing to fuse, still exit 0
+    assert main(args + ["--skip-existing"]) == 0
+    assert capsys.readouterr().err.strip() == "refinefuse: 3 of 3 outputs already exist; fusing 0"
+    assert fuse_paths(ir, vi, out, method="max", skip_existing=True, progress=False) == []
+
+
+def test_skip_existing_with_overwrite_is_an_error(tmp_path, capsys):
+    ir, vi = _synthetic_pairs(tmp_path, names=("a",))
+    err = _err(capsys, ["fuse", "--ir", str(ir), "--vis", str(vi), "--out", str(tmp_path / "out"), "--method", "max",
+                        "--skip-existing", "--overwrite"])
+    assert "--skip-existing and --overwrite" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_folder_fusion_removes_stale_temps(tmp_path):
+    import os
+    import time
+
+    ir, vi = _synthetic_pairs(tmp_path, names=("a",))
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / f"{TEMP_PREFIX}a.png.abc123.tmp"  # left by a killed run
+    stale.write_bytes(b"partial")
+    then = time.time() - 3600
+    os.utime(stale, (then, then))
+    other = out / ".notes.tmp"  # not ours: kept
+    other.write_bytes(b"x")
+    fuse_paths(ir, vi, out, method="max", progress=False)
+    assert sorted(p.name for p in out.iterdir()) == [".notes.tmp", "a.png"]
+
+
+def test_output_created_during_run_is_not_replaced(tmp_path, monkeypatch, capsys):
+    ir, vi = _synthetic_pairs(tmp_path, names=("a", "b"))
+    out = tmp_path / "out"
+
+    def racing_fuser(ir_y, vis_y):  # a second run writes b.png while we fuse it
+        if (out / "a.png").exists():
+            (out / "b.png").write_bytes(b"theirs")
+        return np.maximum(ir_y, vis_y)
+
+    monkeypatch.setattr("refinefuse.fuse.load_fuser", lambda *a, **k: racing_fuser)
+    err = _err(capsys, ["fuse", "--ir", str(ir), "--vis", str(vi), "--out", str(out), "--quiet"])
+    assert err.endswith("b.png: output exists (use --overwrite to replace it)")
+    assert (out / "b.png").read_bytes() == b"theirs"
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]  # no temporary left
+    # with --overwrite the same race replaces it, as asked
+    (out / "a.png").unlink()
+    assert main(["fuse", "--ir", str(ir), "--vis", str(vi), "--out", str(out), "--quiet", "--overwrite"]) == 0
+    assert read_image(out / "b.png").shape == (12, 16, 3)
+
+
+def test_output_folder_not_writable(tmp_path, monkeypatch, capsys):
+    import errno
+    import os
+
+    ir, vi = _synthetic_pairs(tmp_path, names=("a",))
+    monkeypatch.setattr("refinefuse.fuse.load_fuser", _no_model)
+    # a folder that cannot be created (a file is in the way)
+    (tmp_path / "file").write_bytes(b"x")
+    err = _err(capsys, ["fuse", "--ir", str(ir), "--vis", str(vi), "--out", str(tmp_path / "file" / "out"), "--quiet"])
+    assert "cannot create the output folder" in err
+    # a folder where files cannot be created
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if os.geteuid() != 0:  # root writes anyway
+        locked.chmod(0o500)
+        try:
+            assert "output folder is not writable" in _err(
+                capsys, ["fuse", "--ir", str(ir), "--vis", str(vi), "--out", str(locked), "--quiet"])
+        finally:
+            locked.chmod(0o700)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr("refinefuse.fuse.tempfile.NamedTemporaryFile", denied)
+    err = _err(capsys, ["fuse", "--ir", str(ir), "--vis", str(vi), "--out", str(locked), "--quiet"])
+    assert err.endswith("locked: output folder is not writable (Permission denied)")
+    # a missing folder is created for the test and removed again (nothing left by a failing run)
+    with pytest.raises(InputError, match="not writable"):
+        plan_jobs(ir, vi, tmp_path / "new" / "deeper")
+    assert not (tmp_path / "new").exists()
+    monkeypatch.undo()
+    assert len(plan_jobs(ir, vi, tmp_path / "new" / "deeper")) == 1
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("device", ["tpu", "garbage", "", "cuda:-1", "meta", "cuda:7" if not torch.cuda.is_available() else "cuda:999"])
+def test_bad_device_is_input_error(device):
+    with pytest.raises(InputError, match="--device"):
+        resolve_device(device)
+
+
+def test_good_devices():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda")
+
+
+def test_cli_bad_device_one_line(tmp_path, capsys, tiny_ckpt, monkeypatch):
+    ir, vi = _synthetic_pairs(tmp_path, names=("a",))
+    base = ["fuse", "--ir", str(ir / "a.png"), "--vis", str(vi / "a.png"), "--out", str(tmp_path / "o.png"), "--quiet"]
+    assert "unknown device 'tpu'" in _err(capsys, base + ["--method", "max", "--device", "tpu"])
+    monkeypatch.setattr("refinefuse.fuse.load_fuser", _no_model)  # rejected before the network loads
+    assert "garbage" in _err(capsys, base + ["--weights", str(tiny_ckpt), "--device", "garbage"])
+    if not torch.cuda.is_available():
+        assert "no CUDA device" in _err(capsys, base + ["--weights", str(tiny_ckpt), "--device", "cuda:7"])
+    monkeypatch.undo()
+    assert "unknown device 'tpu'" in _err(capsys, ["demo", "--out", str(tmp_path / "d"), "--method", "max", "--device", "tpu"])
+    assert not (tmp_path / "d").exists()
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_network_output(tmp_path, monkeypatch, capsys, bad):
+    ir, vi = _synthetic_pairs(tmp_path, names=("a",))
+    monkeypatch.setattr("refinefuse.fuse.load_fuser", lambda *a, **k: lambda x, y: np.full_like(x, bad))
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"a\.png: the network gave non-finite output \(NaN/inf\); the weights may be corrupt"):
+        fuse_paths(ir, vi, out, progress=False)
+    assert not out.exists() or list(out.iterdir()) == []
+    err = _err(capsys, ["fuse", "--ir", str(ir / "a.png"), "--vis", str(vi / "a.png"), "--out", str(tmp_path / "f.png")])
+    assert str(ir / "a.png") in err and "non-finite" in err
+    assert not (tmp_path / "f.png").exists()
+    with pytest.raises(InputError, match="non-finite"):
+        fuse_arrays(np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8), lambda x, y: np.full_like(x, bad))
+
+
+def test_cli_truncated_png_one_stderr_line(tmp_path):
+    import subprocess
+    import sys
+
+    import cv2
+
+    ir, vi = _synthetic_pairs(tmp_path, names=("a",))
+    ok, buf = cv2.imencode(".png", np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    data = buf.tobytes()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(data[: len(data) // 2])
+    # same size as the partner would not matter: reading fails first
+    proc = subprocess.run(
+        [sys.executable, "-m", "refinefuse", "fuse", "--ir", str(cut), "--vis", str(vi / "a.png"),
+         "--out", str(tmp_path / "f.png"), "--method", "max", "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [f"refinefuse: error: {cut}: not a readable image"]
+    assert not (tmp_path / "f.png").exists()

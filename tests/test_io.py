@@ -7,7 +7,7 @@ import pytest
 
 from refinefuse.colour import grey_255, luminance, rgb_to_ycrcb, ycrcb_to_rgb
 from refinefuse.errors import InputError
-from refinefuse.io import pair_folders, read_image, write_image
+from refinefuse.io import TEMP_PREFIX, atomic_path, pair_folders, read_image, remove_stale_temps, write_image
 
 
 def test_read_real_images(data_dir):
@@ -95,3 +95,103 @@ def test_grey_255_matches_reference_rounding():
     rgb = np.array([[[255, 0, 0], [0, 255, 0], [10, 20, 30]]], np.uint8)
     expected = np.round(0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2])
     np.testing.assert_array_equal(grey_255(rgb), expected)
+
+
+def _truncated_png(path):
+    import cv2
+
+    img = (np.arange(64 * 64 * 3) % 251).astype(np.uint8).reshape(64, 64, 3)
+    ok, buf = cv2.imencode(".png", img)
+    assert ok
+    data = buf.tobytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def test_truncated_png_is_input_error_and_native_stderr_silenced(tmp_path, capfd):
+    bad = _truncated_png(tmp_path / "cut.png")
+    with pytest.raises(InputError, match="cut.png: not a readable image"):
+        read_image(bad)
+    assert capfd.readouterr().err == ""  # libpng / OpenCV said nothing on fd 2
+    import os
+
+    os.write(2, b"fd 2 restored\n")
+    assert capfd.readouterr().err == "fd 2 restored\n"
+
+
+def test_temp_names_carry_the_package_prefix(tmp_path):
+    with atomic_path(tmp_path / "x.png") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(f"{TEMP_PREFIX}x.png.") and tmp.name.endswith(".tmp")
+        tmp.write_bytes(b"data")
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+
+
+def test_write_no_clobber(tmp_path):
+    img = np.full((4, 4), 7, np.uint8)
+    dst = tmp_path / "x.png"
+    write_image(dst, img, overwrite=False)  # missing: written
+    np.testing.assert_array_equal(read_image(dst), img)
+    with pytest.raises(InputError, match=r"x\.png: output exists \(use --overwrite to replace it\)"):
+        write_image(dst, np.zeros((4, 4), np.uint8), overwrite=False)
+    np.testing.assert_array_equal(read_image(dst), img)
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+    write_image(dst, np.zeros((4, 4), np.uint8))  # default: replaces
+    assert read_image(dst).max() == 0
+
+
+def _raise_eperm(src, dst):
+    import errno
+
+    raise OSError(errno.EPERM, "Operation not permitted")
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_no_clobber_checked_at_rename_time(tmp_path, monkeypatch, hard_links):
+    if not hard_links:  # a filesystem without hard links: the O_EXCL fallback
+        monkeypatch.setattr("refinefuse.io.os.link", _raise_eperm)
+    dst = tmp_path / "x.txt"
+    with pytest.raises(InputError, match="x.txt: output exists"):
+        with atomic_path(dst, overwrite=False) as tmp:
+            tmp.write_text("mine")
+            dst.write_text("someone else's")  # appears while we write
+    assert dst.read_text() == "someone else's"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]
+    with atomic_path(tmp_path / "y.txt", overwrite=False) as tmp:
+        tmp.write_text("mine")
+    assert (tmp_path / "y.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt", "y.txt"]
+
+
+def test_remove_stale_temps(tmp_path):
+    import os
+    import time
+
+    old = tmp_path / f"{TEMP_PREFIX}a.png.k3j2.tmp"
+    fresh = tmp_path / f"{TEMP_PREFIX}b.png.x9y8.tmp"
+    foreign = tmp_path / ".a.png.abcd.tmp"  # not ours
+    for p in (old, fresh, foreign, tmp_path / "a.png"):
+        p.write_bytes(b"x")
+    then = time.time() - 3600
+    for p in (old, foreign):
+        os.utime(p, (then, then))
+    assert remove_stale_temps(tmp_path) == [old]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh.name, foreign.name, "a.png"])
+    assert remove_stale_temps(tmp_path, min_age_s=0) == [fresh]
+    assert remove_stale_temps(tmp_path / "missing") == []
+
+
+def test_stderr_silencing_is_thread_safe(tmp_path, capfd):
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    bad = _truncated_png(tmp_path / "cut.png")
+
+    def read(_):
+        with pytest.raises(InputError):
+            read_image(bad)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(read, range(64)))
+    capfd.readouterr()
+    os.write(2, b"still here\n")
+    assert capfd.readouterr().err == "still here\n"

@@ -24,7 +24,7 @@ def test_card_follows_the_init_chain(data_dir, tmp_path):
     out = tmp_path / "weights"
     subprocess.run([sys.executable, str(SCRIPT), "--run", str(second), "--checkpoint", "last.pt",
                     "--notes", str(notes), "--out", str(out)], check=True, capture_output=True)
-    state = read_checkpoint(out / "refinefuse_msrs.pt")
+    state = read_checkpoint(out / "refinefuse_msrs.safetensors")
     meta = state["meta"]
     assert meta["stage_epochs"] == [2, 1] and meta["epochs"] == 3 and len(meta["commands"]) == 2
     assert "optimizer" not in state

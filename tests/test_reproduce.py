@@ -60,6 +60,8 @@ def test_msrs_table_layout(msrs_run):
     # measured values are the means of the per-image CSV
     data = json.loads((out / "msrs" / "table.json").read_text())
     assert data["n_pairs"] == 3 and len(data["pairs"]) == 3 and data["n_total"] == 361
+    # how many images each mean is over (all finite here, so the table shows no counts for max)
+    assert data["n_finite"]["max"] == {m: 3 for m in PAPER_METRICS}
     rows = [l.split(",") for l in (out / "msrs" / "per_image.csv").read_text().splitlines()[1:]]
     vif_max = [float(r[2]) for r in rows if r[0] == "max"]
     assert len(vif_max) == 3

@@ -33,7 +33,7 @@ MIN_VIF, MIN_QABF, MIN_SCD = 0.95, 0.65, 1.50
 @pytest.fixture(scope="module")
 def weights():
     path = default_weights()
-    assert path is not None and path.is_file(), "the package must ship refinefuse/weights/refinefuse_msrs.pt"
+    assert path is not None and path.is_file(), "the package must ship refinefuse/weights/refinefuse_msrs.safetensors"
     return path
 
 

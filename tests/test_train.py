@@ -152,6 +152,80 @@ def test_resume_repeats_an_uninterrupted_run(data_dir, tmp_path):
     assert [r["epoch"] for r in _log(split)] == ["1", "2"]
 
 
+def test_checkpoints_are_independent_and_a_damaged_last_names_an_intact_one(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(_config(data_dir, out, epochs=2))
+    names = ["last.pt", "best.pt", "epoch_0001.pt", "epoch_0002.pt"]
+    stats = [(out / n).stat() for n in names]
+    assert len({st.st_ino for st in stats}) == 4 and all(st.st_nlink == 1 for st in stats)  # copies, not links
+    last = out / "last.pt"
+    with last.open("r+b") as fh:
+        fh.truncate(stats[0].st_size // 2)
+    for name in names[1:]:
+        load_model(out / name)  # untouched by the damage to last.pt
+    assert read_checkpoint(out / "epoch_0002.pt")["epoch"] == 2
+    best_epoch = read_checkpoint(out / "best.pt")["epoch"]
+
+    def resume_error() -> str:
+        with pytest.raises(InputError) as caught:
+            build_config(overrides={"out": str(out), "epochs": 3}, resume=True)
+        message = str(caught.value)
+        assert "\n" not in message and message.startswith(f"{last}: ")  # then read_checkpoint's reason
+        return message
+
+    hint = f"{out / 'epoch_0002.pt'} is intact: copy it to last.pt to resume from epoch 2"
+    assert resume_error().endswith(hint)
+    with pytest.raises(InputError, match="epoch_0002.pt is intact"):  # train() itself (no build_config)
+        train(_config(data_dir, out, epochs=3, resume=True))
+    capsys.readouterr()
+    assert main(_cli_args(data_dir, out, 3, "--resume")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("refinefuse: error:") and hint in err
+    # the newest epoch file damaged too: the next intact one (best.pt when it is newer)
+    (out / "epoch_0002.pt").write_bytes(b"garbage")
+    newest = ("best.pt", best_epoch) if best_epoch == 2 else ("epoch_0001.pt", 1)
+    assert resume_error().endswith(f"{out / newest[0]} is intact: copy it to last.pt to resume from epoch {newest[1]}")
+    (out / "epoch_0001.pt").write_bytes(b"")
+    assert resume_error().endswith(f"{out / 'best.pt'} is intact: copy it to last.pt to resume from epoch {best_epoch}")
+    # following the advice resumes the run
+    import shutil
+
+    shutil.copyfile(out / "best.pt", last)
+    train(build_config(overrides={"out": str(out), "epochs": 3}, resume=True))
+    assert read_checkpoint(last)["epoch"] == 3 and load_model(out / "epoch_0003.pt")
+    # nothing intact at all
+    lost = tmp_path / "lost"
+    lost.mkdir()
+    (lost / "last.pt").write_bytes(b"garbage")
+    (lost / "best.pt").write_bytes(b"")
+    with pytest.raises(InputError, match=r"lost/last.pt: .*; no intact epoch_\*.pt or best.pt in .*lost to resume from$"):
+        build_config(overrides={"out": str(lost)}, resume=True)
+
+
+def test_bad_pair_fails_before_the_run_folder_is_made(tmp_path, capsys):
+    import numpy as np
+
+    from refinefuse.io import write_image
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d"
+    for i in range(6):
+        write_image(data / "ir" / f"{i}.png", rng.integers(0, 256, (32, 32), dtype=np.uint8))
+        size = (32, 24, 3) if i == 4 else (32, 32, 3)  # pair 4: vis 24 wide, ir 32
+        write_image(data / "vi" / f"{i}.png", rng.integers(0, 256, size, dtype=np.uint8))
+    out = tmp_path / "runs" / "x"
+    message = f"{data / 'vi' / '4.png'}: size 24x32 differs from its infrared image {data / 'ir' / '4.png'} (32x32)"
+    with pytest.raises(InputError) as caught:
+        train(TrainConfig.from_dict(dict(data=str(data), out=str(out), epochs=1, crop=32, val_pairs=0, workers=0,
+                                         model_overrides=dict(TINY), tensorboard=False, progress=False)))
+    assert str(caught.value) == message
+    assert not (tmp_path / "runs").exists()
+    args = ["train", "--data", str(data), "--out", str(out), "--epochs", "1", "--crop", "32", "--val-pairs", "0"]
+    assert main([*args, "--workers", "1", "--no-progress", "--set", "model_overrides={channels: [4, 4, 8, 8]}"]) == 2
+    assert capsys.readouterr().err == f"refinefuse: error: {message}\n"
+    assert not (tmp_path / "runs").exists()
+
+
 def test_init_starts_a_new_run_from_a_checkpoint(data_dir, tmp_path):
     first = tmp_path / "first"
     train(_config(data_dir, first, epochs=1))
@@ -165,7 +239,7 @@ def test_init_starts_a_new_run_from_a_checkpoint(data_dir, tmp_path):
     fresh = tmp_path / "fresh"
     train(_config(data_dir, fresh, epochs=1, lr=1e-12))
     assert any(not torch.allclose(read_checkpoint(fresh / "last.pt")["state_dict"][k], a["state_dict"][k]) for k in a["state_dict"])
-    with pytest.raises(InputError, match="differs from the configured one"):
+    with pytest.raises(InputError, match="last.pt: weights do not fit model 'refinefuse'"):  # init: weights must fit
         train(_config(data_dir, tmp_path / "other", model_overrides={"channels": [4, 4, 8, 16]}, init=str(first / "last.pt")))
     with pytest.raises(InputError, match="no such checkpoint"):
         train(_config(data_dir, tmp_path / "missing", init=str(tmp_path / "nope.pt")))

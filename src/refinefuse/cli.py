@@ -32,6 +32,8 @@ def _add_fuse(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", default="auto", choices=["auto", "ir-vis", "medical"], help="which source gives the output colour")
     p.add_argument("--ext", default=".png", help="output extension for folder inputs (default .png)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="fuse only the pairs whose output is missing or unreadable (resume an interrupted run)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_fuse)
 
@@ -41,10 +43,11 @@ def _run_fuse(args: argparse.Namespace) -> int:
 
     written = fuse_paths(
         args.ir, args.vis, args.out, method=args.method, weights=args.weights, device=args.device,
-        backend=args.backend, mode=args.mode, ext=args.ext, overwrite=args.overwrite, progress=not args.quiet,
+        backend=args.backend, mode=args.mode, ext=args.ext, overwrite=args.overwrite,
+        skip_existing=args.skip_existing, progress=not args.quiet, log=lambda msg: print(msg, file=sys.stderr),
     )
     if not args.quiet:
-        where = written[0] if len(written) == 1 else written[0].parent
+        where = args.out if not written else written[0] if len(written) == 1 else written[0].parent
         print(f"fused {len(written)} pair(s) -> {where}")
     return 0
 
@@ -117,33 +120,55 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", nargs="?", const="", metavar="PNG",
                    help="also draw a bar chart of the means (default name: the --out name with .png, "
                    "else metrics.png)")
-    p.add_argument("--workers", type=int, help="processes (default: number of CPUs; 1 = no pool)")
+    # numbers are checked by _run_eval, so that a bad value is one line (exit 2) like other input errors
+    p.add_argument("--workers", metavar="N", help="processes (default: number of CPUs; 1 = no pool)")
     p.add_argument("--skip-missing", action="store_true",
                    help="skip source pairs without a fused image and report how many were skipped")
-    p.add_argument("--decimals", type=int, default=4, help="digits in the tables (default 4)")
+    p.add_argument("--decimals", default="4", metavar="N", help="digits in the tables, 0-15 (default 4)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_eval)
 
 
+def _eval_int(option: str, text: str | int, low: int, high: int | None = None) -> int:
+    """``int(text)`` if it lies in ``[low, high]``, else :class:`InputError` naming the option."""
+    from .errors import InputError
+
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or value < low or (high is not None and value > high):
+        allowed = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise InputError(f"{option} must be a whole number {allowed}, got '{text}'")
+    return value
+
+
 def _run_eval(args: argparse.Namespace) -> int:
+    import warnings
     from pathlib import Path
 
     from .metrics import evaluate_folders, markdown_table, plot_summary, write_reports
-    from .metrics.evaluate import parse_method_dirs
+    from .metrics.evaluate import MetricWarning, name_list, parse_method_dirs
+    from .metrics.report import MAX_DECIMALS
 
-    results = evaluate_folders(
-        parse_method_dirs(args.fused), args.ir, args.vis, metrics=args.metrics, profile=args.profile,
-        workers=args.workers, skip_missing=args.skip_missing, progress=not args.quiet,
-    )
+    decimals = _eval_int("--decimals", args.decimals, 0, MAX_DECIMALS)
+    workers = None if args.workers is None else _eval_int("--workers", args.workers, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)  # printed below, one line each
+        results = evaluate_folders(
+            parse_method_dirs(args.fused), args.ir, args.vis, metrics=args.metrics, profile=args.profile,
+            workers=workers, skip_missing=args.skip_missing, progress=not args.quiet,
+        )
     means = results.means()
-    print(markdown_table(means, results.metrics, decimals=args.decimals), end="")
+    print(markdown_table(means, results.metrics, decimals=decimals, counts=results.counts()), end="")
+    for line in results.issues():
+        print(f"refinefuse: warning: {line}", file=sys.stderr)
     for method, names in results.skipped.items():
-        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-        print(f"{method}: skipped {len(names)} pair(s) without a fused image ({shown})", file=sys.stderr)
+        print(f"{method}: skipped {len(names)} pair(s) without a fused image ({name_list(names)})", file=sys.stderr)
     if args.skip_missing:
         print(f"skipped {results.n_skipped} missing fused image(s) in total", file=sys.stderr)
     if args.out:
-        for path in write_reports(results, args.out, decimals=args.decimals).values():
+        for path in write_reports(results, args.out, decimals=decimals).values():
             print(f"wrote {path}", file=sys.stderr)
     if args.plot is not None:
         png = Path(args.plot) if args.plot else (Path(args.out).with_suffix(".png") if args.out else Path("metrics.png"))

@@ -90,16 +90,39 @@ def cached_export(model: nn.Module, weights: str | os.PathLike, cache: str | os.
                   opset: int = DEFAULT_OPSET) -> Path:
     """The ONNX export of checkpoint ``weights`` (loaded as ``model``), made once and kept in
     :func:`refinefuse.paths.cache_dir` under the checkpoint's SHA-256, the opset and the
-    torch version, so a changed checkpoint is exported anew."""
+    torch version, so a changed checkpoint is exported anew.
+
+    Beside each export, ``<name>.onnx.sha256`` holds the SHA-256 of its bytes; a cached file
+    that does not match it (damaged, truncated, or written before this check) is exported
+    anew, so a broken cache is repaired once instead of failing on every run."""
     from .paths import cache_dir
 
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
     tag = torch.__version__.split("+")[0]
     path = Path(cache if cache is not None else cache_dir()) / f"{Path(weights).stem}-{digest}-opset{opset}-torch{tag}.onnx"
-    if not path.is_file():
+    stamp = path.with_name(path.name + ".sha256")
+    if not _matches_stamp(path, stamp):
         path.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(model, path, opset=opset)
+        with atomic_path(stamp) as tmp:
+            tmp.write_text(_file_sha256(path) + "\n")
     return path
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _matches_stamp(path: Path, stamp: Path) -> bool:
+    """Whether ``path`` exists and its SHA-256 is the one recorded in ``stamp``."""
+    try:
+        return path.is_file() and stamp.read_text().strip() == _file_sha256(path)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _add_metadata(path: str, items: dict[str, str]) -> None:

@@ -17,6 +17,7 @@ from the visible image.
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,13 +29,13 @@ from tqdm.auto import tqdm
 
 from .colour import luminance, rgb_to_ycrcb, to_uint8, ycrcb_to_rgb
 from .errors import InputError
-from .io import IMAGE_EXTENSIONS, Pair, pair_folders, read_image, write_image
+from .io import IMAGE_EXTENSIONS, TEMP_PREFIX, Pair, pair_folders, read_image, remove_stale_temps, write_image
 
 GreyFuser = Callable[[np.ndarray, np.ndarray], np.ndarray]
 MODES = ("auto", "ir-vis", "medical")
 BACKENDS = ("auto", "torch", "onnx")
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "refinefuse_msrs.pt"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "refinefuse_msrs.safetensors"
 EXAMPLE_PAIR = Pair(
     "msrs_00828N",
     Path(__file__).parent / "assets" / "msrs_00828N_ir.png",
@@ -43,6 +44,14 @@ EXAMPLE_PAIR = Pair(
 
 
 # ----------------------------------------------------------------------------- arrays
+class NonFiniteOutputError(InputError):
+    """The fuser returned NaN or inf (e.g. corrupt weights); file-level callers prefix the
+    input's name to the message."""
+
+
+NON_FINITE_MESSAGE = "the network gave non-finite output (NaN/inf); the weights may be corrupt"
+
+
 def fuse_arrays(ir: np.ndarray, vis: np.ndarray, fuser: GreyFuser, mode: str = "auto") -> np.ndarray:
     """Fuse two images as returned by :func:`refinefuse.io.read_image`.
 
@@ -61,9 +70,12 @@ def fuse_arrays(ir: np.ndarray, vis: np.ndarray, fuser: GreyFuser, mode: str = "
     order = {"auto": (vis, ir), "ir-vis": (vis,), "medical": (ir, vis)}[mode]
     colour_src = next((img for img in order if img.ndim == 3), None)
     ir_y, vis_y = luminance(ir), luminance(vis)
-    fused = np.clip(np.asarray(fuser(ir_y, vis_y), dtype=np.float32), 0.0, 1.0)
+    fused = np.asarray(fuser(ir_y, vis_y), dtype=np.float32)
     if fused.shape != ir_y.shape:
         raise RuntimeError(f"fuser returned shape {fused.shape}, expected {ir_y.shape}")
+    if not np.isfinite(fused).all():
+        raise NonFiniteOutputError(NON_FINITE_MESSAGE)
+    fused = np.clip(fused, 0.0, 1.0)
     if colour_src is None:
         return to_uint8(fused)
     _, crcb = rgb_to_ycrcb(colour_src)
@@ -71,13 +83,32 @@ def fuse_arrays(ir: np.ndarray, vis: np.ndarray, fuser: GreyFuser, mode: str = "
 
 
 # ----------------------------------------------------------------------------- fusers
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to torch."""
+    """``"auto"`` -> CUDA when available, else CPU; else ``cpu``, ``cuda``, ``cuda:N``, ``mps``
+    or ``xpu[:N]``. A malformed, unsupported or unavailable device is an :class:`InputError`."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda requested but no CUDA device is available")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"--device: unknown device '{device}' (use auto, cpu, cuda, cuda:N or mps)") from None
+    if dev.type not in DEVICE_TYPES:
+        raise InputError(f"--device: unsupported device '{device}' (use auto, cpu, cuda, cuda:N or mps)")
+    if dev.type == "cpu":
+        return torch.device("cpu")
+    if dev.type == "mps":
+        available, count = torch.backends.mps.is_available(), 1
+    else:
+        backend = getattr(torch, dev.type, None)
+        available = bool(backend is not None and backend.is_available())
+        count = backend.device_count() if available else 0
+    if not available:
+        raise InputError(f"--device {device} requested but no {dev.type.upper()} device is available")
+    if dev.index is not None and dev.index >= count:
+        raise InputError(f"--device {device}: no such device ({count} {dev.type.upper()} device(s) available)")
     return dev
 
 
@@ -177,16 +208,72 @@ class FuseJob:
 
     pair: Pair
     out: Path
+    replace: bool = False  # out exists but does not decode (skip_existing): redo it in place
 
 
-def plan_jobs(ir: str | os.PathLike, vis: str | os.PathLike, out: str | os.PathLike, *, ext: str = ".png", overwrite: bool = False) -> list[FuseJob]:
+def output_done(path: str | os.PathLike) -> bool:
+    """True when ``path`` exists and decodes as an image (a finished output)."""
+    try:
+        read_image(path)
+    except InputError:
+        return False
+    return True
+
+
+def check_writable(folder: Path) -> None:
+    """:class:`InputError` unless files can be created in ``folder``. A missing folder is
+    created for the test and removed again (writing creates it), so a run that fails later
+    leaves nothing behind."""
+    created, p = [], folder
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from None
+    try:
+        with tempfile.NamedTemporaryFile(prefix=TEMP_PREFIX, suffix=".tmp", dir=folder):
+            pass
+    except OSError as exc:
+        raise InputError(f"{folder}: output folder is not writable ({exc.strerror or exc})") from None
+    finally:
+        for d in created:  # innermost first
+            try:
+                d.rmdir()
+            except OSError:
+                break
+
+
+def plan_jobs(
+    ir: str | os.PathLike,
+    vis: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    ext: str = ".png",
+    overwrite: bool = False,
+    skip_existing: bool = False,
+) -> list[FuseJob]:
     """Pair inputs (two files, or two folders paired by file stem) and name the outputs.
 
     A file pair writes ``out`` (or ``out/<stem><ext>`` when ``out`` is a folder or has no
     suffix); a folder pair writes ``out/<stem><ext>``. Everything is checked before any
-    output is written: unpaired names, outputs that exist (unless ``overwrite``) and
-    outputs that would replace an input.
+    output is written: unpaired names, outputs that exist (unless ``overwrite`` or
+    ``skip_existing``), outputs that would replace an input, and that the output folder
+    is writable.
+
+    ``skip_existing`` leaves out the pairs whose output exists and decodes; an existing
+    output that does not decode is redone (its job has ``replace=True``).
     """
+    return _plan(ir, vis, out, ext=ext, overwrite=overwrite, skip_existing=skip_existing)[0]
+
+
+def _plan(
+    ir: str | os.PathLike, vis: str | os.PathLike, out: str | os.PathLike, *, ext: str, overwrite: bool, skip_existing: bool
+) -> tuple[list[FuseJob], int]:
+    """:func:`plan_jobs` and how many jobs it left out as already done."""
+    if overwrite and skip_existing:
+        raise InputError("--skip-existing and --overwrite exclude each other (choose one)")
     ir, vis, out = Path(ir), Path(vis), Path(out)
     ext = ext if ext.startswith(".") else f".{ext}"
     if ext.lower() not in IMAGE_EXTENSIONS:
@@ -207,9 +294,14 @@ def plan_jobs(ir: str | os.PathLike, vis: str | os.PathLike, out: str | os.PathL
     for job in jobs:
         if job.out.resolve() in inputs:
             raise InputError(f"{job.out}: output would overwrite an input image")
-        if job.out.exists() and not overwrite:
+        if job.out.exists() and not overwrite and not skip_existing:
             raise InputError(f"{job.out}: output exists (use --overwrite to replace it)")
-    return jobs
+    check_writable(out if ir.is_dir() else jobs[0].out.parent)
+    if not skip_existing:
+        return jobs, 0
+    pending = [job if not job.out.exists() else FuseJob(job.pair, job.out, replace=True)
+               for job in jobs if not (job.out.exists() and output_done(job.out))]
+    return pending, len(jobs) - len(pending)
 
 
 def fuse_paths(
@@ -224,19 +316,37 @@ def fuse_paths(
     mode: str = "auto",
     ext: str = ".png",
     overwrite: bool = False,
+    skip_existing: bool = False,
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Fuse a file pair or two folders of pairs; returns the written paths.
 
-    Inputs are checked before the model loads; each output is written atomically, so an
-    error part-way leaves only complete files.
+    Inputs, the output folder and ``device`` are checked before the model loads; each
+    output is written atomically, so an error part-way leaves only complete files. Without
+    ``overwrite`` no existing file is ever replaced, even one created during the run.
+    ``skip_existing`` fuses only the pairs whose output is missing or does not decode and
+    reports the count through ``log`` (e.g. ``print`` to stderr). A folder fusion first
+    deletes the temporary files a killed run left in the output folder.
     """
-    jobs = plan_jobs(ir, vis, out, ext=ext, overwrite=overwrite)
+    jobs, n_done = _plan(ir, vis, out, ext=ext, overwrite=overwrite, skip_existing=skip_existing)
+    resolve_device(device)
+    if skip_existing and log is not None:
+        total = len(jobs) + n_done
+        log(f"refinefuse: {n_done} of {total} output{'s' if total != 1 else ''} already exist; fusing {len(jobs)}")
+    if Path(ir).is_dir():
+        remove_stale_temps(out)
+    if not jobs:
+        return []
     fuser = load_fuser(method, weights=weights, device=device, backend=backend)
     written = []
     for job in tqdm(jobs, desc=f"fuse ({method})", unit="pair", disable=not progress or len(jobs) < 2):
         ir_img, vis_img = read_pair(job.pair)
-        written.append(write_image(job.out, fuse_arrays(ir_img, vis_img, fuser, mode=mode)))
+        try:
+            fused = fuse_arrays(ir_img, vis_img, fuser, mode=mode)
+        except NonFiniteOutputError as exc:
+            raise NonFiniteOutputError(f"{job.pair.ir}: {exc}") from None
+        written.append(write_image(job.out, fused, overwrite=overwrite or job.replace))
     return written
 
 
@@ -272,9 +382,13 @@ def demo(out: str | os.PathLike, *, method: str = "refinefuse", weights: str | o
     for p in (fused_path, overview_path):
         if p.exists() and not overwrite:
             raise InputError(f"{p}: output exists (use --overwrite to replace it)")
+    resolve_device(device)
     ir, vis = read_pair(EXAMPLE_PAIR)
-    fused = fuse_arrays(ir, vis, load_fuser(method, weights=weights, device=device))
-    write_image(fused_path, fused)
+    try:
+        fused = fuse_arrays(ir, vis, load_fuser(method, weights=weights, device=device))
+    except NonFiniteOutputError as exc:
+        raise NonFiniteOutputError(f"{EXAMPLE_PAIR.ir}: {exc}") from None
+    write_image(fused_path, fused, overwrite=overwrite)
     as_rgb = [np.dstack([img] * 3) if img.ndim == 2 else img for img in (ir, vis, fused)]
-    write_image(overview_path, np.hstack(as_rgb))
+    write_image(overview_path, np.hstack(as_rgb), overwrite=overwrite)
     return fused_path

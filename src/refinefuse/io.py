@@ -5,13 +5,18 @@ Conventions (used everywhere in the package):
   colour. Grey stored as three identical channels is returned as ``(H, W)``; an alpha
   channel is dropped; 16-bit images are scaled to 8 bits.
 - ``write_image`` writes to a temporary file in the target folder and renames it, so a
-  crash or bad input never leaves a half-written output.
+  crash or bad input never leaves a half-written output. Temporary names start with
+  :data:`TEMP_PREFIX`; :func:`remove_stale_temps` deletes those a killed run left behind.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +28,47 @@ import numpy as np
 from .errors import InputError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+TEMP_PREFIX = ".refinefuse-tmp-"  # every temporary file this package writes starts with this
+TEMP_SUFFIX = ".tmp"
+
+
+_silence_lock = threading.Lock()
+_silence = {"depth": 0, "saved": None}  # fd 2 is per process: threads share one redirection
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null meanwhile: libpng/libjpeg and OpenCV's logger
+    print their own lines there on a damaged file, beside the one-line error we raise.
+    Reference-counted, so overlapping uses from several threads restore fd 2 once, last."""
+    with _silence_lock:
+        if _silence["depth"] == 0:
+            try:
+                sys.stderr.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+            saved = None
+            try:
+                saved = os.dup(2)
+                devnull = os.open(os.devnull, os.O_WRONLY)
+            except OSError:  # no fd 2 (e.g. a GUI process) or no /dev/null: nothing to silence
+                if saved is not None:
+                    os.close(saved)
+                saved = None
+            else:
+                os.dup2(devnull, 2)
+                os.close(devnull)
+            _silence["saved"] = saved
+        _silence["depth"] += 1
+    try:
+        yield
+    finally:
+        with _silence_lock:
+            _silence["depth"] -= 1
+            if _silence["depth"] == 0 and _silence["saved"] is not None:
+                os.dup2(_silence["saved"], 2)
+                os.close(_silence["saved"])
+                _silence["saved"] = None
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -34,7 +80,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    img = None
+    if data.size:
+        with _native_stderr_silenced():
+            img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise InputError(f"{path}: not a readable image")
     if img.dtype == np.uint16:
@@ -62,15 +111,19 @@ def is_grey_rgb(img: np.ndarray) -> bool:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed to ``path``.
 
     The one way this package writes files (images, checkpoints, configs, ONNX models):
     readers never see a half-written file, and a failure leaves no temporary behind.
+
+    With ``overwrite=False`` the final step never replaces a file: if ``path`` exists at
+    that moment (created meanwhile, e.g. by a second run), :class:`InputError` is raised
+    naming it and the temporary is removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -78,14 +131,60 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600; give the usual file mode
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _rename_no_clobber(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
-    """Write uint8 ``(H, W)`` grey or ``(H, W, 3)`` RGB atomically (temp file + rename)."""
+def _rename_no_clobber(tmp: Path, path: Path) -> None:
+    """Move ``tmp`` to ``path`` unless ``path`` exists (checked atomically by the kernel)."""
+    exists = InputError(f"{path}: output exists (use --overwrite to replace it)")
+    try:
+        os.link(tmp, path)  # fails with FileExistsError when path exists
+    except FileExistsError:
+        raise exists from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK, errno.EXDEV):
+            raise
+        # no hard links on this filesystem: claim the name exclusively, then replace our claim
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            raise exists from None
+        os.replace(tmp, path)
+    else:
+        tmp.unlink()
+
+
+def remove_stale_temps(folder: str | os.PathLike, *, min_age_s: float = 60.0) -> list[Path]:
+    """Delete this package's temporary files (:data:`TEMP_PREFIX`) left in ``folder`` by a
+    killed run; returns them. Only files older than ``min_age_s`` seconds go, so a second
+    run writing into the same folder right now keeps its temporaries."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed, now = [], time.time()
+    for p in folder.iterdir():
+        if not (p.name.startswith(TEMP_PREFIX) and p.name.endswith(TEMP_SUFFIX)):
+            continue
+        try:
+            if p.is_file() and not p.is_symlink() and now - p.stat().st_mtime >= min_age_s:
+                p.unlink()
+                removed.append(p)
+        except FileNotFoundError:  # gone meanwhile (its run finished)
+            continue
+    return removed
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray, *, overwrite: bool = True) -> Path:
+    """Write uint8 ``(H, W)`` grey or ``(H, W, 3)`` RGB atomically (temp file + rename).
+
+    ``overwrite=False``: an existing ``path`` (even one created while encoding) is never
+    replaced; :class:`InputError` "output exists" is raised instead."""
     path = Path(path)
     if img.dtype != np.uint8:
         raise TypeError(f"write_image expects uint8, got {img.dtype}")
@@ -96,9 +195,49 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
     ok, buf = cv2.imencode(ext, out)
     if not ok:
         raise InputError(f"{path}: could not encode image")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         tmp.write_bytes(buf.tobytes())
     return path
+
+
+# Pillow modes whose pixels read_image decodes (via OpenCV) -> colour channels as stored
+_HEADER_CHANNELS = {
+    "1": 1, "L": 1, "P": 3, "I;16": 1, "I;16L": 1, "I;16B": 1, "LA": 2, "La": 2, "PA": 2,
+    "RGB": 3, "YCbCr": 3, "CMYK": 3, "RGBA": 4, "RGBa": 4, "RGBX": 4,
+}  # fmt: skip
+_HEADER_FORMATS = {"PNG", "JPEG", "BMP", "TIFF", "WEBP"}
+
+
+def read_image_header(path: str | os.PathLike) -> tuple[int, int, int]:
+    """``(width, height, channels)`` of an image file, without decoding its pixels where possible.
+
+    ``channels`` counts the stored channels (1 grey, 2 grey + alpha, 3 colour/palette,
+    4 colour + alpha); :func:`read_image` later drops alpha and reduces grey-looking colour.
+    Raises :class:`InputError` naming the file, as :func:`read_image` would, when the file is
+    missing or not readable by it. Uses Pillow's lazy header (for PNG also its chunk CRC
+    check, which catches truncated files) when Pillow is installed; a file Pillow cannot
+    vouch for (no Pillow, another format, a pixel type such as float) is decoded in full
+    by :func:`read_image`, the authority on what is readable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow comes with scikit-image
+        Image = None
+    if Image is not None:
+        try:
+            with Image.open(path) as im:
+                (width, height), mode, fmt = im.size, im.mode, im.format
+                im.verify()
+        except Exception:  # decide by decoding below
+            pass
+        else:
+            if fmt in _HEADER_FORMATS and mode in _HEADER_CHANNELS and width > 0 and height > 0:
+                return width, height, _HEADER_CHANNELS[mode]
+    img = read_image(path)
+    return img.shape[1], img.shape[0], 1 if img.ndim == 2 else img.shape[2]
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

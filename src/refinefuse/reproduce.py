@@ -406,7 +406,7 @@ def reproduce(
     table_md = run_dir / "table.md"
     table_md.write_text(
         caption(spec, len(pairs), len(all_pairs), results.profile, notes) + "\n"
-        + markdown_table(rows, results.metrics)
+        + markdown_table(rows, results.metrics, counts=results.counts())
     )
     csv_path = write_csv(run_dir / "per_image.csv", results)
     json_path = run_dir / "table.json"
@@ -420,6 +420,7 @@ def reproduce(
         "pairs": [p.name for p in pairs],
         "ranking": "all rows (measured and published)",
         "measured": {m: {k: (v if math.isfinite(v) else None) for k, v in d.items()} for m, d in means.items()},
+        "n_finite": {m: {k: n for k, (n, _) in c.items()} for m, c in results.counts().items()},
         "published": published,
         "left_out": left_out,
         "weights": str(weights or default_weights()) if NETWORK in names else None,

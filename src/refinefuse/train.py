@@ -14,6 +14,11 @@
   loss without a validation set), ``epoch_XXXX.pt`` (last ``keep_last``), ``log.csv``,
   ``config.yaml``, ``tb/`` (TensorBoard), ``val/epoch_XXXX.png`` (rows ir | vis | fused).
   Checkpoints are written atomically: killing the process loses at most the current epoch.
+  ``best.pt`` and ``epoch_XXXX.pt`` are independent copies of ``last.pt`` (not links), so
+  damage to one file leaves the others loadable; a damaged ``last.pt`` on ``--resume`` is an
+  error naming the newest intact checkpoint to copy over it.
+- The header of every training pair is read before the run folder is created: a bad pair
+  fails at once, naming the file.
 - A non-finite loss or weight stops the run with :class:`TrainingDiverged`; ``last.pt`` keeps
   the last good epoch.
 """
@@ -25,6 +30,7 @@ import math
 import os
 import random
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -43,7 +49,7 @@ from .colour import to_uint8
 from .config import TrainConfig, apply_overrides, load_config, save_config
 from .data import PairedFusionDataset, collate_pairs
 from .errors import InputError, RefineFuseError
-from .io import write_image
+from .io import atomic_path, write_image
 from .losses import SETTINGS, FusionLoss
 from .models import create_model
 
@@ -67,7 +73,7 @@ def build_config(
     cfg.resume = resume
     last = Path(cfg.out) / LAST
     if resume and last.is_file():
-        stored = read_checkpoint(last).get("train_config") or {}
+        stored = _read_resume_checkpoint(last).get("train_config") or {}
         cfg = TrainConfig.from_dict(stored, source=str(last))
         if config_file:
             cfg = load_config(config_file, cfg)
@@ -192,7 +198,10 @@ class EpochSampler(Sampler):
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    name, key, pos, has_gauss, gauss = np.random.get_state()
+    # the numpy state as tensor + numbers: checkpoints load with weights_only=True, no numpy objects
+    numpy_state = {"name": name, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)}
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -200,23 +209,57 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    np_state = state["numpy"]
+    if isinstance(np_state, dict):
+        key = np.asarray(np_state["key"], dtype=np.int64).astype(np.uint32)
+        np_state = (np_state["name"], key, np_state["pos"], np_state["has_gauss"], np_state["gauss"])
+    np.random.set_state(np_state)  # a tuple in checkpoints of earlier versions
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _atomic_link(src: Path, dst: Path) -> None:
-    """Make ``dst`` a copy of ``src`` (hard link when possible), replacing it atomically."""
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        import shutil
-
+def _atomic_copy(src: Path, dst: Path) -> None:
+    """Make ``dst`` an independent copy of ``src`` (a temporary file beside it, then a rename):
+    never a hard link, so truncating or overwriting one file leaves the other intact."""
+    with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+
+
+def _epoch_number(path: Path) -> int:
+    digits = path.stem.removeprefix("epoch_")
+    return int(digits) if digits.isdigit() else -1
+
+
+def _resume_hint(out: Path) -> str:
+    """Which intact checkpoint of run folder ``out`` to copy over a damaged ``last.pt``:
+    the newest readable ``epoch_XXXX.pt``, or ``best.pt`` when that one is newer."""
+    found: list[tuple[int, Path]] = []
+    epochs = sorted(out.glob("epoch_*.pt"), key=_epoch_number, reverse=True)
+    for group in (epochs, [out / BEST]):
+        for path in group:
+            if not path.is_file():
+                continue
+            try:
+                state = read_checkpoint(path)
+            except InputError:
+                continue
+            if "optimizer" in state and "epoch" in state:  # a training checkpoint, not a release
+                found.append((int(state["epoch"]), path))
+                break
+    if not found:
+        return f"no intact epoch_*.pt or {BEST} in {out} to resume from"
+    epoch, path = max(found, key=lambda item: item[0])  # an epoch file wins a tie
+    return f"{path} is intact: copy it to {LAST} to resume from epoch {epoch}"
+
+
+def _read_resume_checkpoint(last: Path) -> dict:
+    """``read_checkpoint(last)`` for ``--resume``; a damaged file is a one-line
+    :class:`InputError` that names the intact checkpoint to resume from instead."""
+    try:
+        return read_checkpoint(last)
+    except InputError as exc:
+        raise InputError(f"{exc}; {_resume_hint(last.parent)}") from None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -331,7 +374,7 @@ def _prepare_out(out: Path, cfg: TrainConfig) -> dict | None:
     last = out / LAST
     if cfg.resume:
         if last.is_file():
-            return read_checkpoint(last)
+            return _read_resume_checkpoint(last)
         print(f"refinefuse: no {last} yet; starting a new run", file=sys.stderr)
         return None
     if last.exists():
@@ -522,7 +565,7 @@ def _train(cfg: TrainConfig, rt: _Runtime) -> Path:
                 train_config=cfg.to_dict(),
             )
             if improved or not (out / BEST).exists():
-                _atomic_link(last, out / BEST)
+                _atomic_copy(last, out / BEST)
             _keep_recent(out, epoch + 1, cfg.keep_last)
             row = {
                 "epoch": epoch + 1,
@@ -599,9 +642,9 @@ def _train_epoch(net, loader, criterion, optimizer, scaler, rt, cfg, epoch, memo
 
 
 def _keep_recent(out: Path, epoch: int, keep: int) -> None:
-    """Hard-link ``last.pt`` as ``epoch_XXXX.pt`` and delete all but the newest ``keep``."""
+    """Copy ``last.pt`` to ``epoch_XXXX.pt`` and delete all but the newest ``keep``."""
     if keep <= 0:
         return
-    _atomic_link(out / LAST, out / f"epoch_{epoch:04d}.pt")
-    for old in sorted(out.glob("epoch_*.pt"))[:-keep]:
+    _atomic_copy(out / LAST, out / f"epoch_{epoch:04d}.pt")
+    for old in sorted(out.glob("epoch_*.pt"), key=_epoch_number)[:-keep]:
         old.unlink(missing_ok=True)

@@ -203,7 +203,54 @@ def test_mask_of_wrong_size_names_the_file(tmp_path):
 
 
 def test_ir_vis_size_mismatch_names_the_file(tmp_path):
-    _write_pairs(tmp_path, n=1, masks=False)
-    write_image(tmp_path / "vi" / "000.png", np.zeros((30, 30), np.uint8))
-    with pytest.raises(InputError, match="000.png: size 30x30 differs"):
-        PairedFusionDataset(tmp_path, crop=16, multiple=8)[0]
+    _write_pairs(tmp_path, n=3, masks=False)
+    write_image(tmp_path / "vi" / "001.png", np.zeros((30, 30), np.uint8))
+    # found from the headers when the dataset is made, not when the pair is loaded
+    with pytest.raises(InputError, match=r"vi/001.png: size 30x30 differs from its infrared image .*ir/001.png \(48x40\)$"):
+        PairedFusionDataset(tmp_path, crop=16, multiple=8)
+    # max_pairs leaves the bad pair out: then it is not read
+    assert len(PairedFusionDataset(tmp_path, crop=16, multiple=8, max_pairs=2)) == 2
+
+
+def test_bad_image_files_fail_when_the_dataset_is_made(tmp_path):
+    _write_pairs(tmp_path, n=3, masks=False)
+    bad = tmp_path / "ir" / "002.png"
+    good = bad.read_bytes()
+    bad.write_bytes(good[: len(good) // 2])  # truncated: the header alone still reads
+    with pytest.raises(InputError, match=r"ir/002.png: not a readable image$"):
+        PairedFusionDataset(tmp_path, crop=16, multiple=8)
+    bad.write_bytes(b"not an image")
+    with pytest.raises(InputError, match=r"ir/002.png: not a readable image$"):
+        PairedFusionDataset(tmp_path, crop=16, multiple=8)
+    bad.write_bytes(good)
+    # a float TIFF decodes, but read_image cannot use its pixel type
+    from PIL import Image
+
+    (tmp_path / "vi" / "000.png").unlink()
+    Image.fromarray(np.zeros((40, 48), np.float32)).save(tmp_path / "vi" / "000.tif")
+    with pytest.raises(InputError, match=r"vi/000.tif: unsupported pixel type float32$"):
+        PairedFusionDataset(tmp_path, crop=16, multiple=8)
+
+
+def test_read_image_header_agrees_with_read_image(tmp_path, data_dir):
+    from PIL import Image
+
+    from refinefuse.io import read_image_header
+
+    rng = np.random.default_rng(1)
+    grey = rng.integers(0, 256, (20, 30), dtype=np.uint8)
+    files = {
+        "grey.png": (Image.fromarray(grey), 1),
+        "rgb.jpg": (Image.fromarray(np.stack([grey, 255 - grey, grey], -1)), 3),
+        "rgba.png": (Image.fromarray(np.stack([grey] * 4, -1), "RGBA"), 4),
+        "grey16.tif": (Image.fromarray(grey.astype(np.uint16) * 257), 1),
+        "palette.png": (Image.fromarray(grey).convert("P"), 3),
+        "grey_alpha.png": (Image.fromarray(np.stack([grey, grey], -1), "LA"), 2),
+    }
+    for name, (img, channels) in files.items():
+        img.save(tmp_path / name)
+        assert read_image_header(tmp_path / name) == (30, 20, channels), name
+        assert read_image(tmp_path / name).shape[:2] == (20, 30), name
+    assert read_image_header(data_dir / "msrs" / "test" / "vi" / "00004N.png") == (640, 480, 3)
+    with pytest.raises(InputError, match="no such file"):
+        read_image_header(tmp_path / "missing.png")

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from ..colour import luminance
 from ..errors import InputError
-from ..io import Pair, list_images, pair_folders, read_image
+from ..io import Pair, list_images, pair_folders, read_image, read_image_header
 from . import transforms as T
 from .masks import MSRS_SALIENT_CLASSES, auto_salient_mask, mask_from_boxes, mask_from_image, mask_from_labels, read_yolo_boxes
 
@@ -106,6 +106,7 @@ class PairedFusionDataset(Dataset):
             if max_pairs < len(pairs):
                 pairs = [pairs[i] for i in np.linspace(0, len(pairs) - 1, max_pairs).round().astype(int)]
         self.pairs: list[Pair] = pairs
+        self._check_headers()
         if rescale is not None and (len(rescale) != 2 or not 0 < rescale[0] <= rescale[1]):
             raise InputError(f"rescale must be two factors 0 < low <= high, got {list(rescale)}")
         self.flat_patch = float(flat_patch)
@@ -115,6 +116,16 @@ class PairedFusionDataset(Dataset):
         self.box_classes = None if box_classes is None else tuple(box_classes)
         self.auto_k, self.auto_min_area = auto_k, auto_min_area
         self.mask_source, self.mask_files = self._resolve_masks(mask, mask_dir)
+
+    def _check_headers(self) -> None:
+        """Read the header of both images of every pair, so that an unreadable file, an
+        unsupported pixel type or channel count, or an ir/vis size mismatch fails here with
+        one line naming the file, not in a loader worker mid-epoch (~0.1 s per 1000 pairs)."""
+        for pair in self.pairs:
+            iw, ih, _ = read_image_header(pair.ir)
+            vw, vh, _ = read_image_header(pair.vis)
+            if (iw, ih) != (vw, vh):
+                raise InputError(f"{pair.vis}: size {vw}x{vh} differs from its infrared image {pair.ir} ({iw}x{ih})")
 
     # ------------------------------------------------------------------ masks
     def _resolve_masks(self, mask: str, mask_dir: str) -> tuple[str, list[Path] | None]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import numbers
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -68,12 +70,32 @@ def evaluate(
 
 
 # ----------------------------------------------------------------------------- folders
+class MetricWarning(UserWarning):
+    """Issued by :func:`evaluate_folders` for scores left out of a mean (NaN or infinite)
+    and for degenerate (constant) images; one line naming the images."""
+
+
+#: Names listed in a warning before "and N more".
+MAX_NAMES_SHOWN = 5
+
+
+def name_list(names: Sequence[str], limit: int = MAX_NAMES_SHOWN) -> str:
+    """``"a, b, c, d, e and 3 more"``: at most ``limit`` names, then how many are left out."""
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 @dataclass
 class EvalResults:
     """Per-image scores of one or more methods on the same source pairs.
 
-    ``scores[method][image] = {metric: value}``; ``skipped[method]`` lists the pairs that
-    had no fused image (only with ``skip_missing``).
+    ``scores[method][image] = {metric: value}`` holds every value as the metric returned it
+    (NaN and infinities included); ``skipped[method]`` lists the pairs that had no fused
+    image (only with ``skip_missing``); ``flat_fused[method]`` the images where the fused
+    image is constant; ``flat_sources[image]`` which sources (``"ir"``, ``"vis"``) of that
+    pair are constant. :meth:`means` averages the finite values only and :meth:`counts`
+    says how many there were; :meth:`issues` describes what was left out or degenerate.
     """
 
     profile: str
@@ -81,25 +103,79 @@ class EvalResults:
     methods: tuple[str, ...]
     scores: dict[str, dict[str, dict[str, float]]]
     skipped: dict[str, list[str]] = field(default_factory=dict)
+    flat_fused: dict[str, list[str]] = field(default_factory=dict)
+    flat_sources: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def means(self) -> dict[str, dict[str, float]]:
-        """``{method: {metric: mean over its images}}`` (NaN-free images only, as ``nanmean``)."""
+        """``{method: {metric: mean over the images where it is finite}}``; NaN where no
+        image gave a finite value. :meth:`counts` gives the number of values behind each mean."""
         out = {}
         for method in self.methods:
             per_image = self.scores[method].values()
-            out[method] = {
-                m: _nanmean([s[m] for s in per_image]) for m in self.metrics
-            }
+            out[method] = {m: _finite_mean([s[m] for s in per_image]) for m in self.metrics}
         return out
+
+    def counts(self) -> dict[str, dict[str, tuple[int, int]]]:
+        """``{method: {metric: (n_finite, n_images)}}``: images with a finite value of the
+        metric (those in its mean), and images scored."""
+        return {
+            method: {m: (sum(math.isfinite(s[m]) for s in self.scores[method].values()), len(self.scores[method]))
+                     for m in self.metrics}
+            for method in self.methods
+        }
+
+    def non_finite(self) -> dict[str, dict[str, list[str]]]:
+        """``{method: {metric: [image, ...]}}``: images whose value is NaN or infinite (only
+        metrics that have some)."""
+        out: dict[str, dict[str, list[str]]] = {}
+        for method in self.methods:
+            for m in self.metrics:
+                images = [image for image, values in self.scores[method].items() if not math.isfinite(values[m])]
+                if images:
+                    out.setdefault(method, {})[m] = images
+        return out
+
+    def issues(self) -> list[str]:
+        """One line per problem: per method and metric the images left out of the mean
+        (NaN / infinite values), per method the constant fused images, and the pairs with
+        a constant source image. Empty when every value is finite and no image is flat."""
+        lines = []
+        if self.flat_sources:
+            pairs = [f"{name} ({'+'.join(which)})" for name, which in self.flat_sources.items()]
+            lines.append(
+                f"constant source image in {len(pairs)} pair(s): {name_list(pairs)}; VIF counts 1.0 for a "
+                "constant source whatever the fused image (the reference's NaN -> 1.0), SCD and CC are NaN"
+            )
+        bad = self.non_finite()
+        for method in self.methods:
+            n = len(self.scores[method])
+            flat = self.flat_fused.get(method, [])
+            if flat:
+                lines.append(
+                    f"{method}: the fused image is constant in {len(flat)} of {n} image(s): {name_list(flat)}; "
+                    "degenerate scores (e.g. VIF 0 and CC NaN; with constant sources VIF and SSIM reach 2.0)"
+                )
+            for m, images in bad.get(method, {}).items():
+                values = self.scores[method]
+                shown = [f"{i} ({values[i][m]})" for i in images]
+                lines.append(
+                    f"{method}: {m} is not finite in {len(images)} of {n} image(s): {name_list(shown)}; "
+                    f"the mean is over the other {n - len(images)}"
+                )
+        return lines
 
     @property
     def n_skipped(self) -> int:
         return sum(len(v) for v in self.skipped.values())
 
 
-def _nanmean(values: list[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
+def _finite_mean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
     return float(np.mean(finite)) if finite else float("nan")
+
+
+def _is_flat(img: np.ndarray) -> bool:
+    return bool(img.min() == img.max())
 
 
 def parse_method_dirs(values: Sequence[str]) -> dict[str, Path]:
@@ -128,14 +204,18 @@ def _size(img: np.ndarray) -> str:
 
 def _score_pair(
     task: tuple[str, Path, Path, list[tuple[str, Path]]], prof: Profile, metrics: tuple[str, ...]
-) -> tuple[str, dict[str, dict[str, float]]]:
-    """Worker: read one source pair once and score every method's fused image of it."""
+) -> tuple[str, dict[str, dict[str, float]], list[str], tuple[str, ...]]:
+    """Worker: read one source pair once and score every method's fused image of it.
+
+    Returns the pair name, ``{method: {metric: value}}``, the methods whose fused image
+    is constant and the constant sources (``"ir"``, ``"vis"``)."""
     name, ir_path, vis_path, fused = task
     a = as_grey(read_image(ir_path))
     b = as_grey(read_image(vis_path))
     if a.shape != b.shape:
         raise InputError(f"{vis_path}: size {_size(b)} differs from {ir_path} ({_size(a)})")
     out = {}
+    flat_methods = []
     for method, path in fused:
         f = as_grey(read_image(path))
         if f.shape != a.shape:
@@ -144,7 +224,10 @@ def _score_pair(
             out[method] = {m: float(prof.metrics[m](f, a, b)) for m in metrics}
         except ValueError as exc:  # e.g. an image too small for VIF
             raise InputError(f"{path}: {exc}") from None
-    return name, out
+        if _is_flat(f):
+            flat_methods.append(method)
+    flat_sources = tuple(label for label, img in (("ir", a), ("vis", b)) if _is_flat(img))
+    return name, out, flat_methods, flat_sources
 
 
 def _init_worker() -> None:
@@ -194,14 +277,21 @@ def evaluate_folders(
             ``EvalResults.skipped``) instead of raising :class:`InputError`.
         progress: show a tqdm progress bar (on stderr).
 
+    Warns:
+        MetricWarning: one per line of :meth:`EvalResults.issues`: values that are NaN or
+            infinite (left out of the means; the images are named), constant fused images
+            and constant source images (degenerate scores).
+
     Raises:
         InputError: a missing fused image (without ``skip_missing``), an unreadable file,
-            or a size mismatch; the message names the file.
+            a size mismatch (the message names the file), or ``workers`` below 1.
     """
     prof = get_profile(profile)
     names = prof.resolve(metrics)
     if not fused_dirs:
         raise InputError("no fused folder given")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1):
+        raise InputError(f"workers must be a whole number of at least 1, got {workers!r}")
     pairs = pair_folders(ir_dir, vis_dir, strict=True)
     fused_files = {method: images_by_stem(folder) for method, folder in fused_dirs.items()}
 
@@ -224,34 +314,53 @@ def evaluate_folders(
             tasks.append((pair.name, pair.ir, pair.vis, fused))
 
     scores: dict[str, dict[str, dict[str, float]]] = {method: {} for method in fused_dirs}
+    flat_fused: dict[str, list[str]] = {method: [] for method in fused_dirs}
+    flat_sources: dict[str, tuple[str, ...]] = {}
     n_workers = min(workers or default_workers(), max(1, len(tasks)))
     bar = tqdm(total=len(tasks), desc="eval", unit="pair", disable=not progress)
     try:
         if n_workers <= 1:
             results = (_score_pair(t, prof, names) for t in tasks)
-            for name, per_method in results:
-                _collect(scores, name, per_method)
+            for result in results:
+                _collect(scores, flat_fused, flat_sources, *result)
                 bar.update()
         else:
             ctx = multiprocessing.get_context("spawn")  # safe with torch/OpenCV threads in the parent
             with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker) as pool:
                 chunk = max(1, min(8, len(tasks) // (4 * n_workers)))
-                for name, per_method in pool.map(
+                for result in pool.map(
                     _score_pair, tasks, [prof] * len(tasks), [names] * len(tasks), chunksize=chunk
                 ):
-                    _collect(scores, name, per_method)
+                    _collect(scores, flat_fused, flat_sources, *result)
                     bar.update()
     finally:
         bar.close()
-    return EvalResults(
+    results = EvalResults(
         profile=prof.name,
         metrics=names,
         methods=tuple(fused_dirs),
         scores={m: dict(sorted(s.items())) for m, s in scores.items()},
         skipped={m: s for m, s in skipped.items() if s},
+        flat_fused={m: sorted(s) for m, s in flat_fused.items() if s},
+        flat_sources=dict(sorted(flat_sources.items())),
     )
+    for line in results.issues():
+        warnings.warn(line, MetricWarning, stacklevel=2)
+    return results
 
 
-def _collect(scores: dict, name: str, per_method: dict[str, dict[str, float]]) -> None:
+def _collect(
+    scores: dict,
+    flat_fused: dict[str, list[str]],
+    flat_sources: dict[str, tuple[str, ...]],
+    name: str,
+    per_method: dict[str, dict[str, float]],
+    flat_methods: list[str],
+    flat_src: tuple[str, ...],
+) -> None:
     for method, values in per_method.items():
         scores[method][name] = values
+    for method in flat_methods:
+        flat_fused[method].append(name)
+    if flat_src:
+        flat_sources[name] = flat_src

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -22,10 +23,22 @@ from .profiles import LOWER_IS_BETTER, PAPER_METRICS
 DEFAULT_COLUMNS: tuple[str, ...] = PAPER_METRICS
 
 Rows = Mapping[str, Mapping[str, float]]
+#: ``{method: {metric: (n_finite, n_images)}}``, as :meth:`EvalResults.counts` gives.
+Counts = Mapping[str, Mapping[str, tuple[int, int]]]
+
+#: Largest ``decimals`` a table accepts (float64 has about 16 significant digits).
+MAX_DECIMALS = 15
 
 
 def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def check_decimals(decimals: object) -> int:
+    """``decimals`` if it is a whole number from 0 to :data:`MAX_DECIMALS`, else :class:`InputError`."""
+    if isinstance(decimals, bool) or not isinstance(decimals, numbers.Integral) or not 0 <= decimals <= MAX_DECIMALS:
+        raise InputError(f"decimals must be a whole number from 0 to {MAX_DECIMALS}, got {decimals!r}")
+    return int(decimals)
 
 
 def rank_marks(
@@ -56,6 +69,7 @@ def markdown_table(
     decimals: int = 4,
     exclude_from_ranking: Iterable[str] = (),
     method_header: str = "Method",
+    counts: Counts | None = None,
 ) -> str:
     """A Markdown table, one row per method, best value per column **bold**, second best
     <u>underlined</u>.
@@ -64,9 +78,15 @@ def markdown_table(
         rows: ``{method: {metric: value}}``, in display order. Rows may lack metrics
             (shown as ``-``), e.g. published values from a paper.
         columns: metric columns; default VIF AG SCD Qabf SF EN SSIM (the paper's order).
-        decimals: digits after the point (values are ranked as displayed).
+        decimals: digits after the point, 0 to 15 (values are ranked as displayed);
+            anything else raises :class:`InputError`.
         exclude_from_ranking: rows shown but never marked.
+        counts: ``{method: {metric: (n_finite, n_images)}}`` (:meth:`EvalResults.counts`);
+            where the two differ the cell shows them after the mean, ``1.0553 (359/361)``
+            (``- (0/361)`` when no image gave a finite value).
     """
+    decimals = check_decimals(decimals)
+    counts = counts or {}
     columns = tuple(columns or DEFAULT_COLUMNS)
     marks = rank_marks(rows, columns, decimals=decimals, exclude=exclude_from_ranking)
     arrows = [f"{c} {'↓' if c in LOWER_IS_BETTER else '↑'}" for c in columns]
@@ -78,25 +98,34 @@ def markdown_table(
         cells = [method.replace("|", "\\|")]
         for col in columns:
             value = values.get(col)
+            n_finite, n_images = counts.get(method, {}).get(col, (0, 0))
+            count = f" ({n_finite}/{n_images})" if n_finite != n_images else ""
             if not _finite(value):
-                cells.append("-")
+                cells.append("-" + count)
                 continue
             text = f"{float(value):.{decimals}f}"
+            if float(text) == 0:
+                text = text.lstrip("-")  # -0.0 (EN of a constant image) and tiny negatives
             mark = marks.get((method, col))
             if mark == "best":
                 text = f"**{text}**"
             elif mark == "second":
                 text = f"<u>{text}</u>"
-            cells.append(text)
+            cells.append(text + count)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------- JSON / CSV
 def summary(results: EvalResults) -> dict:
-    """JSON-ready summary: profile, metrics, and per method the means, image count and
-    skipped pairs."""
+    """JSON-ready summary: profile, metrics, and per method the means (over the finite
+    values; ``null`` where there were none), the images scored (``n_images``), per metric
+    the images with a finite value (``n_finite``), the images per metric whose value is
+    NaN or infinite (``non_finite``), the constant fused images (``flat_fused``) and the
+    skipped pairs; ``flat_sources``: pairs with a constant source image."""
     means = results.means()
+    counts = results.counts()
+    bad = results.non_finite()
     return {
         "profile": results.profile,
         "metrics": list(results.metrics),
@@ -104,10 +133,14 @@ def summary(results: EvalResults) -> dict:
             m: {
                 "mean": {k: (v if _finite(v) else None) for k, v in means[m].items()},
                 "n_images": len(results.scores[m]),
+                "n_finite": {k: n for k, (n, _) in counts[m].items()},
+                "non_finite": bad.get(m, {}),
+                "flat_fused": results.flat_fused.get(m, []),
                 "skipped": results.skipped.get(m, []),
             }
             for m in results.methods
         },
+        "flat_sources": {name: list(which) for name, which in results.flat_sources.items()},
     }
 
 
@@ -153,7 +186,7 @@ def write_reports(results: EvalResults, csv_path: str | os.PathLike, *, decimals
     csv_path = Path(csv_path)
     md_path = csv_path.with_suffix(".md")
     md_path.parent.mkdir(parents=True, exist_ok=True)
-    md_path.write_text(markdown_table(results.means(), results.metrics, decimals=decimals))
+    md_path.write_text(markdown_table(results.means(), results.metrics, decimals=decimals, counts=results.counts()))
     return {
         "csv": write_csv(csv_path, results),
         "markdown": md_path,
