@@ -134,10 +134,19 @@ def save_weights(
         "model": json.dumps(plain_json(model_spec(model), where="model config"), sort_keys=True),
         "meta": json.dumps(plain_json(dict(meta or {})), sort_keys=True),
     }
-    data = save(_stored_state_dict(model, weights_dtype), metadata=header)
+    data = _canonical_header(save(_stored_state_dict(model, weights_dtype), metadata=header))
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def _canonical_header(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys sorted (the library writes its
+    metadata in hash order), padded with spaces to 8 bytes as the format asks."""
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.dumps(json.loads(data[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + data[8 + n :]
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -171,8 +180,9 @@ def _read_safetensors(path: Path, map_location: str | torch.device) -> dict[str,
 
 def _read_torch(path: Path, map_location: str | torch.device) -> Any:
     try:
-        with torch.serialization.safe_globals(_LEGACY_SAFE_GLOBALS):
-            return torch.load(path, map_location=map_location, weights_only=True)
+        # a file object: torch.load would pick a reader from a ".safetensors" name, not the content
+        with torch.serialization.safe_globals(_LEGACY_SAFE_GLOBALS), open(path, "rb") as fh:
+            return torch.load(fh, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         if "GLOBAL" in str(exc) or "Unsupported global" in str(exc):  # a pickled class or function
             raise InputError(
