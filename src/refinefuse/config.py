@@ -130,7 +130,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
 def apply_overrides(cfg: TrainConfig, values: dict[str, Any], *, source: str = "overrides") -> TrainConfig:
     """Set fields of ``cfg`` from a dict, checking names and types; returns ``cfg``."""
     for name, value in values.items():
-        if name not in _FIELDS:
+        if not isinstance(name, str) or name not in _FIELDS:
             raise InputError(f"{source}: unknown training setting '{name}'")
         setattr(cfg, name, _coerce(name, value, source))
     return cfg
@@ -156,7 +156,9 @@ def load_config(path: str | os.PathLike, base: TrainConfig | None = None) -> Tra
     if not path.is_file():
         raise InputError(f"{path}: no such config file")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file (expected UTF-8 YAML)") from None
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(values, dict):
