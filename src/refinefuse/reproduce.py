@@ -37,7 +37,7 @@ from .baselines import get_baseline, list_baselines
 from .errors import InputError
 from .fuse import default_weights, fuse_arrays, load_fuser, read_pair
 from .io import Pair, pair_folders, read_image, write_image
-from .metrics import evaluate_folders, markdown_table, write_csv
+from .metrics import evaluate_folders, get_profile, markdown_table, write_csv
 from .paths import data_root, dataset_dir
 from .published import published_rows
 
@@ -313,7 +313,8 @@ def caption(spec: DatasetSpec, n_pairs: int, n_total: int, profile: str, notes: 
         f"**{spec.title}**: {subset}; metrics profile `{profile}`; means over the pairs. "
         "Rows marked (published) are the paper's numbers, not measured here. "
         "Best value of each column **bold**, second <u>underlined</u>, ranked over all rows "
-        "(measured and published).",
+        "(measured and published). FA (flat-region artefact, not in the paper; lower is better, "
+        "0 = no texture added where both sources are flat; docs/metrics.md) has no published values.",
     ]
     lines += [f"Note: {n}" for n in notes]
     return "\n\n".join(lines) + "\n"
@@ -390,7 +391,8 @@ def reproduce(
     run_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".eval-", dir=run_dir) as tmp:
         results = evaluate_folders(
-            _stage(pairs, folders, Path(tmp)), ir_dir, vis_dir, profile=profile, workers=workers,
+            _stage(pairs, folders, Path(tmp)), ir_dir, vis_dir, metrics=(*get_profile(profile).default, "FA"),
+            profile=profile, workers=workers,
             skip_missing=True, progress=progress,
         )
     means = results.means()

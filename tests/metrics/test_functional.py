@@ -265,3 +265,36 @@ def test_markdown_table_marks_best_and_second() -> None:
     # equal displayed values share the mark
     tie = rank_marks({"p": {"EN": 1.00001}, "q": {"EN": 1.00004}, "r": {"EN": 0.9}}, ["EN"])
     assert tie == {("p", "EN"): "best", ("q", "EN"): "best", ("r", "EN"): "second"}
+
+
+# ----------------------------------------------------------------------------- FA (artefacts)
+def test_flat_region_artefact_flat_pair_fused_flat_scores_zero():
+    from refinefuse.metrics.functional import flat_region_artefact
+
+    flat = np.full((40, 50), 90.0)
+    assert flat_region_artefact(flat, flat, flat + 30) == 0.0
+
+
+def test_flat_region_artefact_detects_added_waves_only_where_sources_are_flat():
+    from refinefuse.metrics.functional import flat_region_artefact
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:64, 0:96]
+    sky = 120 + 0.3 * rng.standard_normal((64, 96))  # sensor noise far below the flatness threshold
+    waves = sky + 3 * np.sin(x / 2.0)
+    assert flat_region_artefact(sky, sky, sky) == 0.0
+    strong = flat_region_artefact(waves, sky, sky)
+    weak = flat_region_artefact(sky + 1 * np.sin(x / 2.0), sky, sky)
+    assert strong > weak > 0.1
+    textured = 120 + 40 * np.sin(x / 1.5) * np.cos(y / 1.7)  # no flat region at all
+    assert np.isnan(flat_region_artefact(textured, textured, textured))
+
+
+def test_flat_region_artefact_is_in_every_profile_and_lower_is_better():
+    from refinefuse.metrics import PROFILES, evaluate
+    from refinefuse.metrics.profiles import LOWER_IS_BETTER
+
+    img = np.full((20, 20), 10.0)
+    assert "FA" in LOWER_IS_BETTER
+    for name in PROFILES:
+        assert evaluate(img, img, img, metrics="FA", profile=name) == {"FA": 0.0}

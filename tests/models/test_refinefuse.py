@@ -274,3 +274,23 @@ def test_info_cli_prints_params_and_macs(capsys):
 def test_info_cli_unknown_model(capsys):
     assert main(["info", "--model", "nope"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_out_margin_reaches_exact_black_and_white():
+    """The paper's (tanh + 1) / 2 never reaches 0 or 1; with out_margin it does, and the
+    config round-trips (older configs without the key stay the paper's head)."""
+    from refinefuse.models import create_model
+
+    paper = create_model("refinefuse", channels=[8, 8, 16, 16])
+    assert "out_margin" not in paper.config
+    model = create_model("refinefuse", channels=[8, 8, 16, 16], out_margin=0.02)
+    assert create_model("refinefuse", **model.config).config == model.config
+    last = model.head[-1][0]  # the last conv, before Tanh
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        for bias, expected in ((-20.0, 0.0), (20.0, 1.0)):
+            last.bias.fill_(bias)
+            assert torch.all(model(x, x) == expected)
+        last.bias.fill_(0.0)
+        y = model(x, x)
+    assert 0.0 <= float(y.min()) and float(y.max()) <= 1.0

@@ -39,6 +39,8 @@ __all__ = [
     "nabf",
     "ssim",
     "structural_similarity",
+    "gradient_energy",
+    "flat_region_artefact",
 ]
 
 _CONVENTIONS = ("cddfuse", "tang")
@@ -545,3 +547,46 @@ def ssim(fused: np.ndarray, a: np.ndarray, b: np.ndarray, data_range: float = 2.
         us, uss = _ssim_stats(src, size)
         total += _ssim_from_stats(uf, uff, us, uss, uniform_filter(f * src, size=size), data_range, size)
     return total
+
+
+# ----------------------------------------------------------------------------- artefacts
+# Not one of the paper's metrics: a measure of texture that the fusion adds where neither
+# source has any (the wavy, grainy skies of an under-trained network, docs/metrics.md).
+
+
+def gradient_energy(img: np.ndarray, sigma: float = 2.0) -> np.ndarray:
+    """Local gradient energy ``G_sigma * |grad img|^2`` of a float 0-255 ``(H, W)`` image.
+
+    ``|grad|^2 = gx^2 + gy^2`` with the Sobel derivatives divided by 8 (grey levels per
+    pixel), reflected borders; ``G_sigma`` a normalised Gaussian window. Returns float64 ``(H, W)``.
+    """
+    img = _as_float(img)
+    gx = cv2.Sobel(img, cv2.CV_64F, 1, 0, ksize=3, scale=1 / 8, borderType=cv2.BORDER_REFLECT_101)
+    gy = cv2.Sobel(img, cv2.CV_64F, 0, 1, ksize=3, scale=1 / 8, borderType=cv2.BORDER_REFLECT_101)
+    return cv2.GaussianBlur(gx * gx + gy * gy, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+
+
+def flat_region_artefact(
+    fused: np.ndarray, a: np.ndarray, b: np.ndarray, flat: float = 2.0, floor: float = 1.0, sigma: float = 2.0
+) -> float:
+    """FA: gradient energy that the fused image adds in regions where both sources are flat.
+
+    With ``e_X = gradient_energy(X, sigma)`` and ``e_S = max(e_A, e_B)`` per pixel, the flat
+    region is ``R = {e_S < flat^2}`` (both sources vary by less than ``flat`` grey levels
+    per pixel there) and::
+
+        FA = sum_R max(0, e_F - e_S) / sum_R max(e_S, floor^2)
+
+    0 when the fused image is no busier than the busier source anywhere in ``R`` (a flat
+    pair fused to flat scores 0); 1 when it adds, on average, as much energy as ``R``
+    already holds, or as a texture of ``floor`` grey level per pixel where ``R`` is
+    perfectly flat. Lower is better. NaN when the sources have no flat region.
+    """
+    f, a, b = _as_floats(fused, a, b)
+    e_s = np.maximum(gradient_energy(a, sigma), gradient_energy(b, sigma))
+    region = e_s < flat * flat
+    if not region.any():
+        return math.nan
+    e_f = gradient_energy(f, sigma)[region]
+    e_s = e_s[region]
+    return float(np.maximum(e_f - e_s, 0.0).sum() / np.maximum(e_s, floor * floor).sum())

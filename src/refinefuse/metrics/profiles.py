@@ -31,7 +31,9 @@ CDDFUSE_METRICS: tuple[str, ...] = ("EN", "SD", "SF", "AG", "MI", "MSE", "CC", "
 #: Every metric of Tang's MATLAB code that this package implements, in its order.
 TANG_METRICS: tuple[str, ...] = ("EN", "MI", "PSNR", "MSE", "SF", "SD", "VIF", "AG", "CC", "SCD", "Qabf", "Nabf")
 #: Metrics where a smaller value is better (all others: larger is better).
-LOWER_IS_BETTER: frozenset[str] = frozenset({"MSE", "Nabf"})
+LOWER_IS_BETTER: frozenset[str] = frozenset({"MSE", "Nabf", "FA", "AE"})
+#: Measures of this package outside the papers' metric sets, available in every profile.
+EXTRA_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], float]] = {"FA": F.flat_region_artefact}
 
 
 def _fused_only(fn: Callable[..., float], fused: np.ndarray, a: np.ndarray, b: np.ndarray, **kwargs) -> float:
@@ -133,6 +135,10 @@ PROFILES: dict[str, Profile] = {
     "cddfuse": Profile("cddfuse", "CDDFuse's utils/Evaluator.py", _cddfuse_metrics("cddfuse"), CDDFUSE_METRICS),
     "tang": Profile("tang", "Tang's MATLAB Evaluation-for-Image-Fusion", _tang_metrics(), TANG_METRICS),
 }
+
+
+for _profile in PROFILES.values():
+    _profile.metrics.update(EXTRA_METRICS)  # type: ignore[attr-defined]  # plain dicts
 
 
 def get_profile(name: str | Profile) -> Profile:
