@@ -49,7 +49,7 @@ def msrs_run(shared_root, tmp_path_factory, tiny_ckpt):
 def test_msrs_table_layout(msrs_run):
     out, res = msrs_run
     table = (out / "msrs" / "table.md").read_text()
-    assert _header(table) == list(PAPER_METRICS) == ["VIF", "AG", "SCD", "Qabf", "SF", "EN", "SSIM"]
+    assert _header(table) == [*PAPER_METRICS, "FA"] == ["VIF", "AG", "SCD", "Qabf", "SF", "EN", "SSIM", "FA"]
     names = _row_names(table)
     assert names[:3] == ["refinefuse", "max", "mean"]  # mean added although not asked for
     published = [n for n in names if n.endswith("(published)")]
@@ -61,7 +61,8 @@ def test_msrs_table_layout(msrs_run):
     data = json.loads((out / "msrs" / "table.json").read_text())
     assert data["n_pairs"] == 3 and len(data["pairs"]) == 3 and data["n_total"] == 361
     # how many images each mean is over (all finite here, so the table shows no counts for max)
-    assert data["n_finite"]["max"] == {m: 3 for m in PAPER_METRICS}
+    assert {m: data["n_finite"]["max"][m] for m in PAPER_METRICS} == {m: 3 for m in PAPER_METRICS}
+    assert data["measured"]["max"]["FA"] is None or data["measured"]["max"]["FA"] < 0.05  # max adds no texture
     rows = [l.split(",") for l in (out / "msrs" / "per_image.csv").read_text().splitlines()[1:]]
     vif_max = [float(r[2]) for r in rows if r[0] == "max"]
     assert len(vif_max) == 3
@@ -106,7 +107,7 @@ def test_medical_cli_in_process(shared_root, tmp_path, capsys):
             "--max-pairs", "2", "--out", str(tmp_path), "--workers", "1", "--quiet", "--zoom", "100,100,40,30"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert _header(printed) == list(PAPER_METRICS)
+    assert _header(printed) == [*PAPER_METRICS, "FA"]
     assert "2 of 42 pairs" in printed and "RefineFuse (published)" in printed
     fused = read_image(tmp_path / "mri_pet" / "max" / "11.png")
     assert fused.shape == (256, 256, 3)  # colour from the PET image (medical mode)

@@ -9,7 +9,7 @@ Profiles (DESIGN.md Sect. 5): ``paper`` (default; reproduces the paper's tables)
 """
 
 from . import functional
-from .evaluate import EvalResults, as_grey, evaluate, evaluate_folders
+from .evaluate import EvalResults, MetricWarning, as_grey, evaluate, evaluate_folders
 from .functional import (
     average_gradient,
     correlation_coefficient,
@@ -26,6 +26,7 @@ from .functional import (
     structural_similarity,
     vif,
     vifp,
+    flat_region_artefact,
 )
 from .profiles import PAPER_METRICS, PROFILES, Profile, get_profile
 from .report import (
@@ -43,6 +44,7 @@ from .report import (
 __all__ = [
     "functional",
     "EvalResults",
+    "MetricWarning",
     "as_grey",
     "evaluate",
     "evaluate_folders",
@@ -61,6 +63,7 @@ __all__ = [
     "structural_similarity",
     "vif",
     "vifp",
+    "flat_region_artefact",
     "PAPER_METRICS",
     "PROFILES",
     "Profile",

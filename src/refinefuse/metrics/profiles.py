@@ -59,7 +59,7 @@ class Profile:
     default: tuple[str, ...]
 
     def resolve(self, names: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
-        """Metric names in canonical spelling; ``None`` -> ``default``; ``"all"`` -> every metric.
+        """Metric names in canonical spelling; ``None`` -> ``default``; ``"all"`` -> every metric of the reference (extras such as ``FA`` only by name).
 
         Names are matched case-insensitively (``vif``, ``QABF``); an unknown name raises
         :class:`InputError` listing the available ones.
@@ -68,8 +68,8 @@ class Profile:
             return self.default
         if isinstance(names, str):
             names = [n.strip() for n in names.split(",") if n.strip()]
-        if [n.lower() for n in names] == ["all"]:
-            return tuple(self.metrics)
+        if [n.lower() for n in names] == ["all"]:  # the reference's metrics; extras (FA) by name only
+            return tuple(k for k in self.metrics if k not in EXTRA_METRICS)
         lookup = {k.lower(): k for k in self.metrics}
         out = []
         for n in names:
