@@ -147,3 +147,24 @@ def test_half_precision_input_is_computed_in_float32():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError):
         fusion_loss(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 9))
+
+
+def test_flat_texture_loss_matches_the_fa_measure_and_trains_flat():
+    """The penalty is the FA measure on [0, 1] images (same region, energy and normalisation)."""
+    import numpy as np
+
+    from refinefuse.losses import FusionLoss, flat_texture_loss
+    from refinefuse.metrics.functional import flat_region_artefact
+
+    rng = np.random.default_rng(0)
+    x = np.mgrid[0:64, 0:96][1]
+    sky = 120 + 0.3 * rng.standard_normal((64, 96))
+    waves = sky + 3 * np.sin(x / 2.0)
+    t = lambda a: torch.tensor(a / 255, dtype=torch.float32)[None, None]  # noqa: E731
+    assert flat_texture_loss(t(sky), t(sky), t(sky)).item() == 0.0
+    assert flat_texture_loss(t(waves), t(sky), t(sky)).item() == pytest.approx(flat_region_artefact(waves, sky, sky), rel=0.05)
+    fused = t(waves).requires_grad_(True)
+    total, terms = FusionLoss(flat_weight=2.0)(fused, t(sky), t(sky))
+    total.backward()
+    assert "flat" in terms and terms["flat"].item() > 0.5 and fused.grad.abs().sum() > 0
+    assert "flat" not in FusionLoss()(t(waves), t(sky), t(sky))[1]  # the paper's loss by default

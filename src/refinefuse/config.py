@@ -57,6 +57,7 @@ class TrainConfig:
     model_overrides: dict[str, Any] = field(default_factory=dict)  #: constructor kwargs, e.g. {channels: [8, 8, 16, 16]}
     loss: str = "full"  #: full | A | B | C (paper Table 8)
     lam: float = 5.0  #: texture weight lambda (paper: 5)
+    flat_weight: float = 0.0  #: weight of the flat-region texture penalty (0: the paper's loss; losses.flat_texture_loss)
     # optimisation
     optimizer: str = "sgd"  #: sgd (paper) | adam
     lr: float = 1e-3  #: initial learning rate (paper: 1e-3)

@@ -17,6 +17,10 @@ Ablations (paper Table 8): ``"A"`` conventional intensity ``mean|F-I| + mean|F-V
 texture term. Borders: the Gaussian filter reflects, the Sobel filter replicates
 (kornia's defaults for ``filter2d``/``spatial_gradient``).
 
+Not in the paper: ``flat_weight > 0`` adds :func:`flat_texture_loss`, a penalty on
+gradient energy that the fused image adds where both sources are flat (the differentiable
+form of the FA artefact measure, ``refinefuse.metrics.functional.flat_region_artefact``).
+
 The loss is computed in float32 even under mixed precision.
 """
 
@@ -36,6 +40,8 @@ __all__ = [
     "conventional_intensity_loss",
     "max_intensity_loss",
     "texture_loss",
+    "gradient_energy",
+    "flat_texture_loss",
     "fusion_loss",
     "FusionLoss",
 ]
@@ -94,6 +100,26 @@ def texture_loss(fused: Tensor, ir: Tensor, vis: Tensor) -> Tensor:
     return (sobel_magnitude(fused) - target).abs().mean()
 
 
+def gradient_energy(x: Tensor, sigma: float = 2.0) -> Tensor:
+    """``G_sigma * |grad x|^2`` with Sobel derivatives divided by 8 (the FA measure's energy), ``(N, C, H, W)``."""
+    grad = spatial_gradient(x, mode="sobel", order=1, normalized=True)  # kornia: Sobel / 8
+    size = 2 * round(3 * sigma) + 1
+    kernel = get_gaussian_kernel2d((size, size), (sigma, sigma), device=x.device, dtype=x.dtype)
+    return filter2d(grad.pow(2).sum(dim=2), kernel, border_type="reflect")
+
+
+def flat_texture_loss(fused: Tensor, ir: Tensor, vis: Tensor, flat: float = 2 / 255, floor: float = 1 / 255) -> Tensor:
+    """``sum_R relu(e_F - e_S) / sum_R max(e_S, floor^2)`` over ``R = {e_S < flat^2}``,
+    ``e_S = max(e_I, e_V)``: texture the fused image adds where both sources are flat
+    (FA of ``docs/metrics.md`` on [0, 1] images, over the whole batch). 0 when no pixel is flat."""
+    with torch.no_grad():
+        e_src = torch.maximum(gradient_energy(ir), gradient_energy(vis))
+        region = (e_src < flat * flat).to(fused.dtype)
+        denom = (region * e_src.clamp_min(floor * floor)).sum()
+    added = torch.relu(gradient_energy(fused) - e_src) * region
+    return added.sum() / denom.clamp_min(1e-12)
+
+
 def fusion_loss(
     fused: Tensor,
     ir: Tensor,
@@ -104,8 +130,10 @@ def fusion_loss(
     lam: float = 5.0,
     kernel_size: int = 9,
     sigma: float = 1.5,
+    flat_weight: float = 0.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Total loss and its terms ``{"int", "tex"}`` (scalars; ``tex`` is 0 for setting C)."""
+    """Total loss and its terms ``{"int", "tex"}`` (scalars; ``tex`` is 0 for setting C),
+    plus ``"flat"`` when ``flat_weight > 0``."""
     if setting not in SETTINGS:
         raise ValueError(f"unknown loss setting {setting!r}; choose one of {SETTINGS}")
     if not fused.shape == ir.shape == vis.shape:
@@ -119,6 +147,9 @@ def fusion_loss(
         mask = ir_mask(ir, vis, None if salient is None else salient.float(), kernel_size, sigma)
         l_int = intensity_loss(fused, ir, vis, mask)
     l_tex = fused.new_zeros(()) if setting == "C" else texture_loss(fused, ir, vis)
+    if flat_weight > 0:
+        l_flat = flat_texture_loss(fused, ir, vis)
+        return l_int + lam * l_tex + flat_weight * l_flat, {"int": l_int, "tex": l_tex, "flat": l_flat}
     return l_int + lam * l_tex, {"int": l_int, "tex": l_tex}
 
 
@@ -129,20 +160,26 @@ class FusionLoss(nn.Module):
         setting: ``"full"`` (paper), ``"A"``, ``"B"`` or ``"C"`` (Table 8 ablations).
         lam: weight of the texture term (paper: 5).
         kernel_size, sigma: Gaussian window of the contrast mask (9, 1.5).
+        flat_weight: weight of :func:`flat_texture_loss` (0: the paper's loss).
     """
 
-    def __init__(self, setting: str = "full", lam: float = 5.0, kernel_size: int = 9, sigma: float = 1.5) -> None:
+    def __init__(
+        self, setting: str = "full", lam: float = 5.0, kernel_size: int = 9, sigma: float = 1.5, flat_weight: float = 0.0
+    ) -> None:
         super().__init__()
         if setting not in SETTINGS:
             raise ValueError(f"unknown loss setting {setting!r}; choose one of {SETTINGS}")
         self.setting, self.lam, self.kernel_size, self.sigma = setting, float(lam), kernel_size, sigma
+        self.flat_weight = float(flat_weight)
 
     def forward(
         self, fused: Tensor, ir: Tensor, vis: Tensor, salient: Tensor | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         return fusion_loss(
-            fused, ir, vis, salient, setting=self.setting, lam=self.lam, kernel_size=self.kernel_size, sigma=self.sigma
+            fused, ir, vis, salient, setting=self.setting, lam=self.lam, kernel_size=self.kernel_size, sigma=self.sigma,
+            flat_weight=self.flat_weight,
         )
 
     def extra_repr(self) -> str:
-        return f"setting={self.setting!r}, lam={self.lam}, kernel_size={self.kernel_size}, sigma={self.sigma}"
+        return (f"setting={self.setting!r}, lam={self.lam}, kernel_size={self.kernel_size}, sigma={self.sigma}, "
+                f"flat_weight={self.flat_weight}")

@@ -474,7 +474,7 @@ def _train(cfg: TrainConfig, rt: _Runtime) -> Path:
     # CPU autocast only in bfloat16 (float16 on the CPU is slow and needs a scaler)
     use_amp = cfg.amp and (rt.device.type == "cuda" or amp_dtype == torch.bfloat16)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    criterion = FusionLoss(cfg.loss, cfg.lam)
+    criterion = FusionLoss(cfg.loss, cfg.lam, flat_weight=cfg.flat_weight)
 
     start_epoch, best = 0, math.inf
     if resume_state is not None:

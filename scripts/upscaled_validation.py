@@ -1,0 +1,69 @@
+"""Validation on training data at full-resolution scale: the checkpoint-selection check of
+the stage-4 weights (issue 13), never the test sets.
+
+``msrs/train128`` frames are whole 640x480 frames shrunk to 128x128, so a model validated on
+them never shows the flat-region texture it paints at full size. This script takes evenly
+spaced ``train128`` pairs, upscales them (bilinear, ``--scale``, like the trainer's
+``rescale`` augmentation) and scores each checkpoint on them: the paper's seven metrics and
+FA (``docs/metrics.md``), plus the same on the pairs at their own 128x128 size.
+
+    python scripts/upscaled_validation.py --weights A.pt B.safetensors [--pairs 32] [--scale 4]
+        [--out /tmp/upscaled_validation]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from refinefuse.fuse import fuse_paths
+from refinefuse.io import pair_folders, read_image, write_image
+from refinefuse.metrics import PAPER_METRICS, evaluate_folders, markdown_table
+from refinefuse.paths import dataset_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", nargs="+", required=True, help="checkpoints to compare")
+    parser.add_argument("--labels", nargs="+", help="row names (default: the file names)")
+    parser.add_argument("--pairs", type=int, default=32)
+    parser.add_argument("--scale", type=float, default=4.0)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/upscaled_validation"))
+    args = parser.parse_args(argv)
+    labels = args.labels or [Path(w).stem for w in args.weights]
+
+    root = dataset_dir("msrs/train128")
+    pairs = pair_folders(root / "ir", root / "vi")
+    pick = sorted(set(np.linspace(0, len(pairs) - 1, args.pairs).round().astype(int).tolist()))
+    tables = []
+    for scale in (1.0, args.scale):
+        folder = args.out / f"x{scale:g}"
+        for i in pick:
+            pair = pairs[i]
+            for src, sub in ((pair.ir, "ir"), (pair.vis, "vi")):
+                dst = folder / sub / f"{pair.name}.png"
+                if not dst.exists():
+                    img = read_image(src)
+                    size = (round(img.shape[1] * scale), round(img.shape[0] * scale))
+                    write_image(dst, img if scale == 1 else cv2.resize(img, size, interpolation=cv2.INTER_LINEAR))
+        methods = {}
+        for label, weights in zip(labels, args.weights):
+            methods[label] = folder / label
+            fuse_paths(folder / "ir", folder / "vi", methods[label], weights=weights, skip_existing=True, progress=False)
+        for rule in ("max", "mean"):
+            methods[rule] = folder / rule
+            fuse_paths(folder / "ir", folder / "vi", methods[rule], method=rule, skip_existing=True, progress=False)
+        res = evaluate_folders(methods, folder / "ir", folder / "vi", metrics=(*PAPER_METRICS, "FA"), progress=False)
+        tables.append(f"train128 pairs x{scale:g} ({len(pick)} pairs)\n\n" + markdown_table(res.means(), res.metrics, counts=res.counts()))
+    text = "\n\n".join(tables)
+    print(text)
+    (args.out / "table.md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
