@@ -1,7 +1,7 @@
 """The one colour-conversion path: RGB <-> YCbCr (BT.601 full range, as OpenCV's YCrCb).
 
 Float arrays are in [0, 1]; uint8 input is scaled by 1/255. Fusion networks and baselines
-see only the luminance; chroma comes back unchanged (paper Sect. 4.1, DESIGN.md Sect. 2).
+see only the luminance; chroma comes back unchanged (paper Sect. 4.1, docs/design.md Sect. 2).
 """
 
 from __future__ import annotations

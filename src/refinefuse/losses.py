@@ -1,4 +1,4 @@
-"""The RefineFuse training loss (paper Eq. 6-9, DESIGN.md Sect. 3) and its ablations.
+"""The RefineFuse training loss (paper Eq. 6-9, docs/design.md Sect. 3) and its ablations.
 
 All tensors are ``(N, 1, H, W)`` floats in [0, 1]: ``fused`` the network output, ``ir``
 the infrared (or functional) image, ``vis`` the visible luminance Y. ``salient`` is an

@@ -1,4 +1,4 @@
-"""Salient-object masks ``S`` for the intensity loss (DESIGN.md Sect. 3).
+"""Salient-object masks ``S`` for the intensity loss (docs/design.md Sect. 3).
 
 Sources, all returning float32 ``(H, W)`` arrays with values in {0, 1}:
 

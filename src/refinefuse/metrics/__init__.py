@@ -1,6 +1,6 @@
 """Fusion quality metrics (EN, SD, SF, AG, MI, MSE, CC, PSNR, SCD, VIF, Qabf, Nabf, SSIM).
 
-Profiles (DESIGN.md Sect. 5): ``paper`` (default; reproduces the paper's tables),
+Profiles (docs/design.md Sect. 5): ``paper`` (default; reproduces the paper's tables),
 ``cddfuse`` and ``tang``. See ``docs/metrics.md``.
 
 >>> from refinefuse.metrics import evaluate

@@ -4,7 +4,7 @@ Every function takes grey images as 2-D float arrays with values 0-255 (the fuse
 first, then the two sources where the metric needs them) and returns a Python ``float``.
 Each docstring states the convention it follows; the reference implementations are
 CDDFuse's ``utils/Evaluator.py`` (Python) and Tang's MATLAB ``Evaluation-for-Image-Fusion``
-code (DESIGN.md Sect. 5). Results agree with both to float rounding (SSIM and float32
+code (docs/design.md Sect. 5). Results agree with both to float rounding (SSIM and float32
 Qabf repeat CDDFuse's float32 arithmetic and give its values bit for bit). VIF filters
 separably (OpenCV) instead of with 2-D ``convolve2d`` (about 50x faster, same values to
 1e-13), and long element-wise chains run in cache-sized row blocks.

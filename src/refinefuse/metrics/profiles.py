@@ -1,6 +1,6 @@
 """Metric profiles: which implementation and convention each metric name uses.
 
-- ``paper`` (default): the convention that reproduces the paper's tables (DESIGN.md
+- ``paper`` (default): the convention that reproduces the paper's tables (docs/design.md
   Sect. 5): CDDFuse's ``Evaluator`` for every metric except AG, which follows Tang's
   MATLAB code (sum divided by ``(M-1)(N-1)``).
 - ``cddfuse``: CDDFuse's ``Evaluator`` for every metric (AG = mean over all pixels).

@@ -1,4 +1,4 @@
-"""Building blocks of RefineFuse (paper Sect. 3, Fig. 2; DESIGN.md section 1).
+"""Building blocks of RefineFuse (paper Sect. 3, Fig. 2; docs/design.md Sect. 1).
 
 All blocks take and return ``(N, C, H, W)`` float tensors. Fusion blocks take the two
 modalities' features ``(ir, vis)`` of equal shape and return one fused feature map.
@@ -88,7 +88,7 @@ class SpatialAttention(nn.Module):
 class ChannelAttention(nn.Module):
     """Global average pooling, 1x1 conv, sigmoid: ``(N,C,H,W) -> (N,C,1,1)`` weights in (0, 1).
 
-    DESIGN.md says "global average pooling + sigmoid"; the 1x1 conv (C -> C) makes the weights
+    docs/design.md Sect. 1 says "global average pooling + sigmoid"; the 1x1 conv (C -> C) makes the weights
     learnable instead of a fixed function of the mean activation (``proj=False`` drops it).
     """
 
@@ -123,7 +123,7 @@ class SuperficialInteraction(nn.Module):
 class ProfoundInteraction(nn.Module):
     """PSIM (Eq. 3-4): cross-attention with queries from both modalities.
 
-    The level's features are average-pooled by ``pool`` (DESIGN.md: factor 4 at level 3,
+    The level's features are average-pooled by ``pool`` (docs/design.md Sect. 1: factor 4 at level 3,
     8 at level 4; ``ceil_mode`` so any size gives >= 1 px), then
     ``Q = conv3x3(cat(ir, vis))``, ``K_m = conv3x3(f_m)``, ``V_m = conv3x3(f_m)``;
     ``G_m = softmax(Q K_m^T / sqrt(d)) V_m`` (multi-head, via

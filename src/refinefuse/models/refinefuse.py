@@ -1,4 +1,4 @@
-"""RefineFuse network (paper Sect. 3, Fig. 2; DESIGN.md section 1).
+"""RefineFuse network (paper Sect. 3, Fig. 2; docs/design.md Sect. 1).
 
 Two encoders (one per modality, weights not shared) give features at scales 1, 1/2, ...,
 1/2^(levels-1). Levels 1-2 are fused by SFIM, deeper levels by PSIM. The decoding path is
@@ -75,7 +75,7 @@ class RefineFuse(nn.Module):
         psim: PSIM at levels >= 3 (False: concatenate + conv).
         fim: FIM between the deep decoder output and level 2 (False: concatenate + conv).
         psim_pool: average-pooling factor before attention per PSIM level (3, 4, ...);
-            default ``2 ** (level - 1)``: 4 at level 3, 8 at level 4 (DESIGN.md reading).
+            default ``2 ** (level - 1)``: 4 at level 3, 8 at level 4 (docs/design.md Sect. 1, a reading).
         heads: attention heads in PSIM.
         head_channels: widths of decoder 1's first three convs (default ``(c1, c1, c1 // 2)``).
         act: encoder/fusion activation (``"lrelu"`` or ``"relu"``); decoders use ReLU.
