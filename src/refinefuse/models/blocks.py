@@ -88,8 +88,9 @@ class SpatialAttention(nn.Module):
 class ChannelAttention(nn.Module):
     """Global average pooling, 1x1 conv, sigmoid: ``(N,C,H,W) -> (N,C,1,1)`` weights in (0, 1).
 
-    docs/design.md Sect. 1 says "global average pooling + sigmoid"; the 1x1 conv (C -> C) makes the weights
-    learnable instead of a fixed function of the mean activation (``proj=False`` drops it).
+    The paper says "global average pooling + sigmoid"; the 1x1 conv (C -> C, docs/design.md
+    Sect. 1) makes the weights learnable instead of a fixed function of the mean activation
+    (``proj=False`` drops it).
     """
 
     def __init__(self, channels: int, proj: bool = True) -> None:
