@@ -1,6 +1,6 @@
 """Training throughput (pairs per second) of the real trainer on CPU.
 
-Runs :func:`refinefuse.train.train` for ``--epochs`` short epochs of ``--pairs`` MSRS
+Runs :func:`refinefuse.training.train` for ``--epochs`` short epochs of ``--pairs`` MSRS
 train128 pairs at each crop size and reports the ``pairs_per_s`` column of ``log.csv``
 (time of the training loop only: loading in workers, forward, loss, backward, optimiser
 step; no validation or checkpoint time) of the last epoch, so worker start-up is excluded.
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from refinefuse.config import TrainConfig
     from refinefuse.paths import dataset_dir
-    from refinefuse.train import train
+    from refinefuse.training import train
 
     data = args.data or str(dataset_dir("msrs/train128"))
     overrides = {} if args.width == "paper" else {"channels": [8, 8, 16, 16]}

@@ -159,7 +159,7 @@ def test_default_weights(data_dir, tmp_path, capsys, monkeypatch):
     assert main(argv) == 0  # no --weights needed
     assert read_image(tmp_path / "f.png").ndim == 2
     # an installation without them (e.g. a stripped wheel) says what to pass
-    monkeypatch.setattr("refinefuse.fuse.default_weights", lambda: None)
+    monkeypatch.setattr("refinefuse.methods.SHIPPED_WEIGHTS", {})
     argv[argv.index(str(tmp_path / "f.png"))] = str(tmp_path / "g.png")
     assert "pass --weights" in _err(capsys, argv)
     assert not (tmp_path / "g.png").exists()
@@ -245,7 +245,7 @@ def test_output_created_during_run_is_not_replaced(tmp_path, monkeypatch, capsys
             (out / "b.png").write_bytes(b"theirs")
         return np.maximum(ir_y, vis_y)
 
-    monkeypatch.setattr("refinefuse.fuse.load_fuser", lambda *a, **k: racing_fuser)
+    monkeypatch.setattr("refinefuse.fuse.get_fuser", lambda *a, **k: racing_fuser)
     err = _err(capsys, ["fuse", "--ir", str(ir), "--vis", str(vi), "--out", str(out), "--quiet"])
     assert err.endswith("b.png: output exists (use --overwrite to replace it)")
     assert (out / "b.png").read_bytes() == b"theirs"
@@ -261,7 +261,7 @@ def test_output_folder_not_writable(tmp_path, monkeypatch, capsys):
     import os
 
     ir, vi = _synthetic_pairs(tmp_path, names=("a",))
-    monkeypatch.setattr("refinefuse.fuse.load_fuser", _no_model)
+    monkeypatch.setattr("refinefuse.fuse.get_fuser", _no_model)
     # a folder that cannot be created (a file is in the way)
     (tmp_path / "file").write_bytes(b"x")
     err = _err(capsys, ["fuse", "--ir", str(ir), "--vis", str(vi), "--out", str(tmp_path / "file" / "out"), "--quiet"])
@@ -307,7 +307,7 @@ def test_cli_bad_device_one_line(tmp_path, capsys, tiny_ckpt, monkeypatch):
     ir, vi = _synthetic_pairs(tmp_path, names=("a",))
     base = ["fuse", "--ir", str(ir / "a.png"), "--vis", str(vi / "a.png"), "--out", str(tmp_path / "o.png"), "--quiet"]
     assert "unknown device 'tpu'" in _err(capsys, base + ["--method", "max", "--device", "tpu"])
-    monkeypatch.setattr("refinefuse.fuse.load_fuser", _no_model)  # rejected before the network loads
+    monkeypatch.setattr("refinefuse.fuse.get_fuser", _no_model)  # rejected before the network loads
     assert "garbage" in _err(capsys, base + ["--weights", str(tiny_ckpt), "--device", "garbage"])
     if not torch.cuda.is_available():
         assert "no CUDA device" in _err(capsys, base + ["--weights", str(tiny_ckpt), "--device", "cuda:7"])
@@ -320,7 +320,7 @@ def test_cli_bad_device_one_line(tmp_path, capsys, tiny_ckpt, monkeypatch):
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_non_finite_network_output(tmp_path, monkeypatch, capsys, bad):
     ir, vi = _synthetic_pairs(tmp_path, names=("a",))
-    monkeypatch.setattr("refinefuse.fuse.load_fuser", lambda *a, **k: lambda x, y: np.full_like(x, bad))
+    monkeypatch.setattr("refinefuse.fuse.get_fuser", lambda *a, **k: lambda x, y: np.full_like(x, bad))
     out = tmp_path / "out"
     with pytest.raises(InputError, match=r"a\.png: the network gave non-finite output \(NaN/inf\); the weights may be corrupt"):
         fuse_paths(ir, vi, out, progress=False)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from refinefuse.checkpoint import read_checkpoint
-from refinefuse.train import train
+from refinefuse.training import train
 
 from test_train import _config
 

@@ -128,7 +128,7 @@ def test_roadscene_has_no_published_rows(shared_root, tmp_path):
 
 
 def test_default_methods_skip_network_without_weights(monkeypatch):
-    monkeypatch.setattr("refinefuse.reproduce.default_weights", lambda: None)
+    monkeypatch.setattr("refinefuse.methods.SHIPPED_WEIGHTS", {})
     names, left_out = resolve_methods(None)
     assert "refinefuse" not in names and "refinefuse" in left_out
     assert {"max", "mean", "lp", "dwt", "gff", "mst"} <= set(names)
@@ -138,8 +138,7 @@ def test_default_methods_skip_network_without_weights(monkeypatch):
 
 
 def test_explicit_network_without_weights_is_an_error(shared_root, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("refinefuse.reproduce.default_weights", lambda: None)
-    monkeypatch.setattr("refinefuse.fuse.default_weights", lambda: None)
+    monkeypatch.setattr("refinefuse.methods.SHIPPED_WEIGHTS", {})
     argv = ["reproduce", "--dataset", "mri_ct", "--data-root", str(shared_root), "--methods", "refinefuse",
             "--max-pairs", "1", "--out", str(tmp_path), "--quiet"]
     assert main(argv) == 2
@@ -154,7 +153,7 @@ def test_explicit_network_without_weights_is_an_error(shared_root, tmp_path, mon
     (["--dataset", "tno", "--figure-pair", "missing"], "no pair named 'missing'"),
     (["--dataset", "tno", "--zoom", "1,2,3"], "--zoom expects x,y,w,h"),
     (["--dataset", "tno", "--zoom", "700,0,100,100"], "does not fit"),
-    (["--dataset", "tno", "--methods", "max", "--weights", "x.pt"], "'refinefuse' is not among the methods"),
+    (["--dataset", "tno", "--methods", "max", "--weights", "x.pt"], "no network is among the methods"),
 ])
 def test_cli_bad_inputs(shared_root, tmp_path, capsys, args, message):
     # --max-pairs 1 first (a later value wins) keeps a test that wrongly passes validation short
@@ -182,3 +181,89 @@ def test_zoom_panel_and_montage_sizes():
     assert np.array_equal(panel[1:19, 1:19], np.dstack([np.kron(img[30:40, 50:60], np.ones((2, 2), np.uint8))] * 3)[1:19, 1:19])
     sheet = montage([(str(i), panel) for i in range(7)], columns=3)
     assert sheet.shape == _figure_shape(7, 60, 80, columns=3)
+
+
+# ----------------------------------------------------------------------------- any folder pair: --ir/--vis --name
+@pytest.fixture
+def tno_folders(data_dir, tmp_path):
+    """Three small TNO pairs copied to tmp/ir and tmp/vi."""
+    import shutil
+
+    for slot in ("ir", "vi"):
+        (tmp_path / slot).mkdir()
+        for name in ("05", "08", "11"):
+            shutil.copy(data_dir / "tno" / slot / f"{name}.png", tmp_path / slot / f"{name}.png")
+    return tmp_path / "ir", tmp_path / "vi"
+
+
+def test_folder_pair_end_to_end(tno_folders, tmp_path, capsys):
+    ir, vi = tno_folders
+    out = tmp_path / "results"
+    argv = ["reproduce", "--ir", str(ir), "--vis", str(vi), "--name", "mine", "--methods", "max,mean",
+            "--max-pairs", "2", "--out", str(out), "--workers", "1", "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert _header(printed) == [*PAPER_METRICS, "FA"]
+    assert _row_names(printed) == ["max", "mean"] and "**mine**: 2 of 3 pairs" in printed
+    run = out / "mine"
+    assert (run / "table.md").read_text() == printed
+    rows = [line.split(",") for line in (run / "per_image.csv").read_text().splitlines()[1:]]
+    assert sorted({r[0] for r in rows}) == ["max", "mean"] and len(rows) == 4
+    data = json.loads((run / "table.json").read_text())
+    assert data["dataset"] == "mine" and data["folders"] == {"ir": str(ir), "vis": str(vi)}
+    assert data["published"] == {} and data["n_total"] == 3
+    fig = read_image(run / "figure.png")
+    assert fig.shape == _figure_shape(4, *read_image(ir / "05.png").shape[:2])  # first pair: ir, vis, max, mean
+
+
+def test_folder_pair_named_like_a_paper_table_gets_its_rows(tno_folders, shared_root, tmp_path):
+    from refinefuse.datasets import folder_dataset
+
+    ir, vi = tno_folders
+    res = reproduce(folder_dataset(ir, vi, "m3fd"), out=tmp_path / "results", data_root_dir=shared_root,
+                    methods="max", max_pairs=1, workers=1, progress=False, log=lambda m: None)
+    table = res["table"].read_text()
+    assert "RefineFuse (published)" in _row_names(table) and "CDDFuse (published)" in _row_names(table)
+    assert res["published"]["RefineFuse"]["VIF"] == pytest.approx(0.8376)  # the paper's Table 2 (M3FD)
+    assert "1 of 3 pairs" in table
+
+
+def test_folder_pair_gives_the_bundled_table(shared_root, tmp_path, capsys):
+    """--ir/--vis on a bundled dataset's folders measures exactly what --dataset does."""
+    common = ["--data-root", str(shared_root), "--methods", "max", "--max-pairs", "2", "--workers", "1", "--quiet"]
+    assert main(["reproduce", "--dataset", "mri_ct", "--out", str(tmp_path / "a"), *common]) == 0
+    medical = shared_root / "data" / "medical" / "MRI_CT"
+    assert main(["reproduce", "--ir", str(medical / "CT"), "--vis", str(medical / "MRI"), "--name", "mri_ct",
+                 "--mode", "medical", "--out", str(tmp_path / "b"), *common]) == 0
+    capsys.readouterr()
+    bundled, folders = ((tmp_path / d / "mri_ct" / "table.md").read_text() for d in ("a", "b"))
+    assert bundled.replace("**MRI-CT**", "**mri_ct**") == folders  # only the title differs
+    assert (tmp_path / "a/mri_ct/per_image.csv").read_text() == (tmp_path / "b/mri_ct/per_image.csv").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "tno", "--ir", "IR", "--vis", "VI"], "--dataset and --ir/--vis exclude each other"),
+    (["--dataset", "tno", "--name", "x"], "--name and --mode go with --ir/--vis"),
+    (["--ir", "IR", "--vis", "VI"], "give --dataset NAME, or --ir DIR --vis DIR --name NAME"),
+    ([], "give --dataset NAME"),
+    (["--ir", "IR", "--vis", "VI", "--name", "a/b"], "plain folder name"),
+    (["--ir", "IR", "--vis", "nowhere", "--name", "x"], "nowhere: no such folder"),
+])
+def test_cli_folder_pair_bad_inputs(tno_folders, tmp_path, capsys, args, message):
+    ir, vi = tno_folders
+    args = [str(ir) if a == "IR" else str(vi) if a == "VI" else a for a in args]
+    assert main(["reproduce", *args, "--methods", "max", "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("refinefuse: error:")
+    assert not (tmp_path / "r").exists()
+
+
+def test_variant_network_by_name(shared_root, tmp_path):
+    ckpt = save_checkpoint(tmp_path / "l3.pt", create_model("refinefuse_l3", channels=[8, 8, 16]))
+    res = reproduce("mri_ct", out=tmp_path / "r", data_root_dir=shared_root, methods="refinefuse_l3", weights=ckpt,
+                    device="cpu", max_pairs=1, workers=1, progress=False, log=lambda m: None)
+    assert res["methods"] == ["refinefuse_l3", "max", "mean"] and res["fused"]["refinefuse_l3"] == 1
+    assert (tmp_path / "r" / "mri_ct" / "refinefuse_l3" / "fused_with.json").is_file()
+    with pytest.raises(InputError, match="holds model 'refinefuse_l3', not 'refinefuse'"):
+        reproduce("mri_ct", out=tmp_path / "r", data_root_dir=shared_root, methods="refinefuse", weights=ckpt,
+                  device="cpu", max_pairs=1, workers=1, progress=False, log=lambda m: None)

@@ -20,7 +20,7 @@ from refinefuse.cli import main
 from refinefuse.config import TrainConfig, default_config_path, load_config, parse_overrides
 from refinefuse.errors import InputError
 from refinefuse.losses import FusionLoss
-from refinefuse.train import EpochSampler, TrainingDiverged, build_config, lr_factor, train
+from refinefuse.training import EpochSampler, TrainingDiverged, build_config, lr_factor, train
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TINY = {"channels": [4, 4, 8, 8]}
@@ -378,7 +378,7 @@ def test_bad_mask_in_worker_gives_one_line_error(tmp_path, capsys):
 
 def test_bfloat16_autocast_step_runs_on_cpu_and_lowers_the_loss(data_dir, tmp_path):
     """amp_dtype bfloat16 autocasts on the CPU too (1.6x faster training here, docs/training.md)."""
-    import refinefuse.train as tr
+    import refinefuse.training.loop as tr
 
     seen = []
     real = torch.autocast
@@ -410,3 +410,30 @@ def test_rescale_and_flat_patch_augmentations(data_dir):
     assert flat.float().mean() > 0.05 and float(item["mask"][flat].max()) == 0.0
     with pytest.raises(InputError, match="rescale"):
         PairedFusionDataset(data_dir / "msrs" / "train128", rescale=(0, 2))
+
+
+def test_train_restores_threads_opencv_and_random_state(data_dir, tmp_path):
+    """The runtime sets threads and seeds for the run and puts back the caller's afterwards."""
+    import random
+
+    import cv2
+    import numpy as np
+
+    cv2_before = cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(3)
+    torch.manual_seed(1234)
+    np.random.seed(1234)
+    random.seed(1234)
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(1234)
+    np.random.seed(1234)
+    random.seed(1234)
+    train(_config(data_dir, tmp_path / "run", epochs=1, threads=2, max_pairs=6))
+    try:
+        assert torch.get_num_threads() == 1 and cv2.getNumThreads() == 3
+        got = (torch.rand(3), np.random.rand(3), random.random())
+        assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]
+    finally:
+        torch.set_num_threads(2)
+        cv2.setNumThreads(cv2_before)

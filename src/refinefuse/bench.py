@@ -40,12 +40,11 @@ from tqdm.auto import tqdm
 from .errors import InputError
 from .export import onnx_available
 
-__all__ = ["run_benchmark", "markdown_table", "PRECISIONS", "NETWORK", "NETWORK_ONNX"]
+__all__ = ["run_benchmark", "markdown_table", "PRECISIONS", "ONNX_SUFFIX"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-NETWORK = "refinefuse"
-#: The same network exported to ONNX and run by ONNX Runtime on the CPU (optional extra ``onnx``).
-NETWORK_ONNX = "refinefuse-onnx"
+#: ``<network>-onnx``: that network exported to ONNX and run by ONNX Runtime on the CPU (optional extra ``onnx``).
+ONNX_SUFFIX = "-onnx"
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -87,20 +86,32 @@ def _median_ms(fn: Callable[[], Any], repeats: int, warmup: int, device: torch.d
     return times
 
 
-def _load_network(weights: str | os.PathLike | None, model_overrides: dict | None) -> tuple[torch.nn.Module, str]:
-    """The network to time and a note on where its weights come from."""
-    from .checkpoint import load_model
-    from .fuse import default_weights
+def _network_of(method: str) -> str | None:
+    """The registered network a bench method times (``name`` or ``name-onnx``), else ``None``."""
+    from .methods import check_method, is_network
+
+    base = method.removesuffix(ONNX_SUFFIX)
+    if is_network(base):
+        return base
+    if base != method:
+        raise InputError(f"unknown fusion method '{method}' ({ONNX_SUFFIX} follows a network name, e.g. refinefuse-onnx)")
+    check_method(method)  # InputError for unknown names
+    return None
+
+
+def _load_network(name: str, weights: str | os.PathLike | None, model_overrides: dict | None) -> tuple[torch.nn.Module, str]:
+    """Network ``name`` to time and a note on where its weights come from."""
+    from .methods import default_weights, load_network
     from .models import create_model
 
     if weights is not None:
         if model_overrides:
             raise InputError("give either weights or model overrides, not both")
-        return load_model(weights, map_location="cpu"), f"weights: {weights}"
-    shipped = default_weights()
+        return load_network(name, weights)[0], f"weights: {weights}"
+    shipped = default_weights(name)
     if shipped is not None and not model_overrides:
-        return load_model(shipped, map_location="cpu"), f"weights: shipped {shipped.name}"
-    model = create_model(NETWORK, **(model_overrides or {}))
+        return load_network(name, shipped)[0], f"weights: shipped {shipped.name}"
+    model = create_model(name, **(model_overrides or {}))
     what = f"config {model_overrides}" if model_overrides else "paper config"
     return model, f"network randomly initialised ({what}); timing does not depend on the weights"
 
@@ -120,14 +131,14 @@ def _machine(device: torch.device, threads: int) -> dict[str, Any]:
 
 
 def _network_grey_fuser(model: torch.nn.Module, device: torch.device, precision: str):
-    from .models.inference import fuse_tensor
+    """:func:`refinefuse.methods.network_fuser` under ``precision`` autocast."""
+    from .methods import network_fuser
+
+    fuser = network_fuser(model, device)
 
     def fuse(ir_y: np.ndarray, vis_y: np.ndarray) -> np.ndarray:
-        ir_t = torch.from_numpy(np.ascontiguousarray(ir_y))[None, None].to(device)
-        vis_t = torch.from_numpy(np.ascontiguousarray(vis_y))[None, None].to(device)
         with _autocast(device, precision):
-            out = fuse_tensor(model, ir_t, vis_t)
-        return out[0, 0].float().cpu().numpy()
+            return fuser(ir_y, vis_y)
 
     return fuse
 
@@ -150,8 +161,9 @@ def run_benchmark(
     """Time and size RefineFuse and the baselines; returns a JSON-able dict.
 
     Args:
-        methods: ``"refinefuse"``, ``"refinefuse-onnx"`` (ONNX Runtime, CPU) and/or baseline
-            names (default: all; the ONNX row only with onnxruntime installed and fp32).
+        methods: registered networks (``"refinefuse"``, ``"refinefuse_l3"``, ...), the same
+            with ``-onnx`` (ONNX Runtime, CPU) and/or baseline names (default: refinefuse,
+            refinefuse-onnx and every baseline; the ONNX row only with onnxruntime installed and fp32).
         sizes: ``(width, height)`` images to time (default MSRS 640x480 and M3FD 1024x768).
         mac_sizes: square sizes for the MAC count.
         device: network device (``"auto"``, ``"cpu"``, ``"cuda"``...); baselines run on the CPU.
@@ -159,7 +171,8 @@ def run_benchmark(
         batch_size: pairs per network forward (forward time is per pair; file fusion is 1 pair).
         precision: ``"fp32"``, ``"bf16"`` (CUDA with bf16, or CPU) or ``"fp16"`` (CUDA) autocast.
         repeats, warmup: timed and untimed runs per measurement (median reported).
-        weights: network checkpoint (default: the shipped weights, else random init).
+        weights: network checkpoint (default: the network's shipped weights, else random init);
+            it must hold the network(s) named in ``methods``.
         model_overrides: network config overrides (e.g. ``{"channels": (8, 8, 8, 8)}`` for tests).
 
     Returns:
@@ -167,20 +180,20 @@ def run_benchmark(
         ``macs`` (``{size: MACs}``), ``forward_ms`` and ``file_ms`` (``{"WxH": median}``)
         and ``times_ms`` (all runs).
     """
-    from .baselines import BASELINES, get_baseline
-    from .fuse import resolve_device
+    from .baselines import list_baselines
+    from .methods import DEFAULT_METHOD, resolve_device
 
     if not methods:
         with_onnx = onnx_available() and precision == "fp32"
-        methods = [NETWORK, *([NETWORK_ONNX] if with_onnx else []), *BASELINES]
+        methods = [DEFAULT_METHOD, *([DEFAULT_METHOD + ONNX_SUFFIX] if with_onnx else []), *list_baselines()]
     methods = list(methods)
     for name in methods:
-        if name not in (NETWORK, NETWORK_ONNX):
-            get_baseline(name)  # InputError for unknown names, before any work
-    if NETWORK_ONNX in methods and not onnx_available():
-        raise InputError(f"method {NETWORK_ONNX} needs onnx and onnxruntime: pip install 'refinefuse[onnx]'")
-    if NETWORK_ONNX in methods and precision != "fp32":
-        raise InputError(f"method {NETWORK_ONNX} runs in fp32 only (got precision {precision})")
+        _network_of(name)  # InputError for unknown names, before any work
+    for name in (m for m in methods if m.endswith(ONNX_SUFFIX)):
+        if not onnx_available():
+            raise InputError(f"method {name} needs onnx and onnxruntime: pip install 'refinefuse[onnx]'")
+        if precision != "fp32":
+            raise InputError(f"method {name} runs in fp32 only (got precision {precision})")
     if repeats < 1 or warmup < 0 or batch_size < 1:
         raise InputError(f"need repeats >= 1, warmup >= 0, batch size >= 1 (got {repeats}, {warmup}, {batch_size})")
     sizes = [(int(w), int(h)) for w, h in sizes]
@@ -201,10 +214,10 @@ def run_benchmark(
 
 
 def _run(methods, sizes, mac_sizes, dev, batch_size, precision, repeats, warmup, weights, model_overrides, progress):
-    from .baselines import get_baseline
     from .colour import luminance
     from .fuse import EXAMPLE_PAIR, fuse_arrays, read_pair
     from .io import Pair, write_image
+    from .methods import get_fuser
     from .models.complexity import count_macs, count_params
     from .models.inference import fuse_tensor
 
@@ -214,13 +227,14 @@ def _run(methods, sizes, mac_sizes, dev, batch_size, precision, repeats, warmup,
         f"median of {repeats} runs after {warmup} warm-up run(s); baselines run on the CPU",
         f"input: bundled MSRS pair {EXAMPLE_PAIR.name} resized with OpenCV (INTER_AREA/INTER_CUBIC)",
     ]
-    model, network_macs = None, None
-    if NETWORK in methods or NETWORK_ONNX in methods:
-        model, weight_note = _load_network(weights, model_overrides)
-        model = model.to(dev).eval()
-        notes.append(weight_note)
-    if NETWORK_ONNX in methods:
-        notes.append(f"{NETWORK_ONNX}: ONNX Runtime CPUExecutionProvider, same threads, fp32, export time not counted")
+    networks = list(dict.fromkeys(n for n in map(_network_of, methods) if n is not None))
+    models, network_macs = {}, {}  # network name -> model, MACs (counted once for name and name-onnx)
+    for net in networks:
+        model, weight_note = _load_network(net, weights, model_overrides)
+        models[net] = model.to(dev).eval()
+        notes.append(weight_note if len(networks) == 1 else f"{net}: {weight_note}")
+    for name in (m for m in methods if m.endswith(ONNX_SUFFIX)):
+        notes.append(f"{name}: ONNX Runtime CPUExecutionProvider, same threads, fp32, export time not counted")
 
     ir0, vis0 = read_pair(EXAMPLE_PAIR)
     rows = []
@@ -239,36 +253,39 @@ def _run(methods, sizes, mac_sizes, dev, batch_size, precision, repeats, warmup,
         for name in methods:
             row: dict[str, Any] = {"method": name, "params": None, "macs": {str(s): None for s in mac_sizes},
                                    "forward_ms": {}, "file_ms": {}, "times_ms": {"forward": {}, "file": {}}}
-            if name in (NETWORK, NETWORK_ONNX):
-                if network_macs is None:  # same network in both rows: count once
-                    network_macs = {str(s): count_macs(model, int(s), int(s)) for s in mac_sizes}
-                row["params"], row["macs"] = count_params(model), dict(network_macs)
-            if name == NETWORK:
+            net = _network_of(name)
+            model = models.get(net)
+            if net is not None:
+                if net not in network_macs:  # same network in the name and name-onnx rows: count once
+                    network_macs[net] = {str(s): count_macs(model, int(s), int(s)) for s in mac_sizes}
+                row["params"], row["macs"] = count_params(model), dict(network_macs[net])
+            kind = "baseline" if net is None else "network" if name == net else "onnx"
+            if kind == "network":
                 fuser = _network_grey_fuser(model, dev, precision)
-            elif name == NETWORK_ONNX:
+            elif kind == "onnx":  # exported here (not the cached export of a checkpoint): random init works too
                 from .export import export_onnx, onnx_fuser
 
                 w0, h0 = sizes[0]
                 cpu_model = model if dev.type == "cpu" else copy.deepcopy(model).cpu()
-                fuser = onnx_fuser(export_onnx(cpu_model, Path(tmp) / "model.onnx", height=h0, width=w0),
+                fuser = onnx_fuser(export_onnx(cpu_model, Path(tmp) / f"{net}.onnx", height=h0, width=w0),
                                    threads=torch.get_num_threads())
             else:
-                fuser = get_baseline(name)
+                fuser = get_fuser(name)
             for size in sizes:
                 bar.set_postfix_str(f"{name} {_size_key(size)}")
                 pair = pairs[size]
                 ir_img, vis_img = read_pair(pair)
                 ir_y, vis_y = luminance(ir_img), luminance(vis_img)
-                if name == NETWORK:
+                if kind == "network":
                     ir_t = torch.from_numpy(ir_y)[None, None].repeat(batch_size, 1, 1, 1).to(dev)
                     vis_t = torch.from_numpy(vis_y)[None, None].repeat(batch_size, 1, 1, 1).to(dev)
 
-                    def forward(ir_t=ir_t, vis_t=vis_t):
+                    def forward(model=model, ir_t=ir_t, vis_t=vis_t):
                         with _autocast(dev, precision):
                             return fuse_tensor(model, ir_t, vis_t, progress=False)
 
                     per = batch_size
-                elif name == NETWORK_ONNX:
+                elif kind == "onnx":
                     ir_b = np.repeat(ir_y[None, None], batch_size, axis=0)
                     vis_b = np.repeat(vis_y[None, None], batch_size, axis=0)
 

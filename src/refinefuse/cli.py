@@ -24,8 +24,11 @@ def _add_fuse(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ir", required=True, help="infrared (or CT/PET/SPECT) image file or folder")
     p.add_argument("--vis", required=True, help="visible (or MRI) image file or folder")
     p.add_argument("--out", required=True, help="output file, or folder for folder inputs")
-    p.add_argument("--method", default="refinefuse", help="refinefuse (default) or a baseline: mean, max, lp, dwt, gff, mst")
-    p.add_argument("--weights", help="checkpoint for the network (default: the weights shipped with the package)")
+    p.add_argument("--method", default="refinefuse",
+                   help="refinefuse (default), any registered network (refinefuse_l3, ...; needs --weights) "
+                   "or a baseline: mean, max, lp, dwt, gff, mst")
+    p.add_argument("--weights", help="checkpoint of the network named by --method "
+                   "(default for refinefuse: the weights shipped with the package)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
                    help="network runtime: auto = ONNX Runtime on the CPU when installed (faster), else PyTorch")
@@ -55,8 +58,8 @@ def _run_fuse(args: argparse.Namespace) -> int:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="fuse the bundled MSRS example pair with the shipped weights")
     p.add_argument("--out", default="refinefuse-demo", help="output folder (default ./refinefuse-demo)")
-    p.add_argument("--method", default="refinefuse", help="refinefuse (default) or a baseline name")
-    p.add_argument("--weights", help="checkpoint (default: the shipped weights)")
+    p.add_argument("--method", default="refinefuse", help="refinefuse (default), another registered network or a baseline")
+    p.add_argument("--weights", help="checkpoint of that network (default for refinefuse: the shipped weights)")
     p.add_argument("--device", default="auto")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_run_demo)
@@ -240,7 +243,7 @@ def _run_train(args: argparse.Namespace) -> int:
     import os
 
     from .config import parse_overrides
-    from .train import build_config, train
+    from .training import build_config, train
 
     named = ("data", "out", "epochs", "batch_size", "crop", "max_pairs", "val_pairs", "lr", "optimizer", "loss")
     named += ("mask", "model", "device", "workers", "seed")
@@ -264,8 +267,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "for the whole fusion of a file pair (read, colour conversion, fusion, write; model loaded once), on the "
         "bundled MSRS pair resized to each size. Prints a Markdown table; --out also writes JSON (+ .md beside it).",
     )
-    p.add_argument("--methods", help="comma-separated: refinefuse, refinefuse-onnx (ONNX Runtime, CPU) and/or baselines "
-                   "(default: all; refinefuse-onnx only when onnxruntime is installed)")
+    p.add_argument("--methods", help="comma-separated: registered networks (refinefuse, refinefuse_l3, ...), NETWORK-onnx "
+                   "(ONNX Runtime, CPU) and/or baselines (default: refinefuse, refinefuse-onnx when onnxruntime is "
+                   "installed, and every baseline)")
     p.add_argument("--sizes", nargs="+", default=["640x480", "1024x768"], metavar="WxH",
                    help="image sizes to time (default: 640x480 1024x768)")
     p.add_argument("--mac-sizes", nargs="+", type=int, default=[256, 512], metavar="N",
@@ -348,15 +352,14 @@ def _run_export_onnx(args: argparse.Namespace) -> int:
     from .colour import luminance
     from .errors import InputError
     from .export import compare_onnx, export_onnx
-    from .fuse import EXAMPLE_PAIR, default_weights, read_pair
+    from .fuse import EXAMPLE_PAIR, read_pair
+    from .methods import DEFAULT_METHOD, load_network
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise InputError(f"{out}: output exists (use --overwrite to replace it)")
-    weights = Path(args.weights) if args.weights else default_weights()
-    if weights is None:
-        raise InputError("no trained weights ship with this version: pass --weights CKPT (a checkpoint from `refinefuse train`)")
-    model = load_model(weights, map_location="cpu")
+    # any network's checkpoint, else the shipped weights
+    model = load_model(args.weights, map_location="cpu") if args.weights else load_network(DEFAULT_METHOD)[0]
     export_onnx(model, out, height=args.height, width=args.width, opset=args.opset)
     ir, vis = (luminance(img) for img in read_pair(EXAMPLE_PAIR))
     diff = compare_onnx(model, out, ir, vis)
@@ -368,18 +371,25 @@ def _run_export_onnx(args: argparse.Namespace) -> int:
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reproduce",
-        help="paper-style quality table and comparison figure of a dataset",
-        description="Fuse every pair of a dataset with each method, score them (profile paper) and write "
-        "OUT/DATASET/table.md (VIF AG SCD Qabf SF EN SSIM, best bold, second underlined, with the paper's "
-        "rows marked '(published)'), table.json, per_image.csv and figure.png. Existing fused images in "
-        "OUT/DATASET/METHOD/ are reused, so a rerun only evaluates; --overwrite recomputes them.",
+        help="paper-style quality table and comparison figure of a dataset or of any folder pair",
+        description="Fuse every pair of a dataset (--dataset NAME, or any two folders: --ir DIR --vis DIR --name NAME) "
+        "with each method, score them (profile paper) and write "
+        "OUT/NAME/table.md (VIF AG SCD Qabf SF EN SSIM, best bold, second underlined, with the paper's "
+        "rows marked '(published)' where the paper has a table of NAME, e.g. m3fd), table.json, per_image.csv "
+        "and figure.png. Existing fused images in OUT/NAME/METHOD/ are reused, so a rerun only evaluates; "
+        "--overwrite recomputes them.",
     )
-    p.add_argument("--dataset", required=True, metavar="NAME", help="msrs | tno | roadscene | mri_ct | mri_pet | mri_spect")
+    p.add_argument("--dataset", metavar="NAME", help="bundled dataset: msrs | tno | roadscene | mri_ct | mri_pet | mri_spect")
+    p.add_argument("--ir", metavar="DIR", help="instead of --dataset: infrared (or CT/PET/SPECT) folder")
+    p.add_argument("--vis", metavar="DIR", help="with --ir: visible (or MRI) folder, paired by file name")
+    p.add_argument("--name", help="with --ir/--vis: the dataset's name (results go to OUT/NAME; m3fd, msrs, tno, ... "
+                   "add the paper's rows)")
+    p.add_argument("--mode", choices=["ir-vis", "medical"], help="with --ir/--vis: how to fuse (default ir-vis)")
     p.add_argument("--data-root", help="shared data root (default $REFINEFUSE_DATA_ROOT or ../shared)")
-    p.add_argument("--methods", help="comma-separated methods (default: refinefuse and every baseline; "
-                   "max and mean are always added)")
+    p.add_argument("--methods", help="comma-separated methods: registered networks (refinefuse, refinefuse_l3, ...) "
+                   "and baselines (default: refinefuse and every baseline; max and mean are always added)")
     p.add_argument("--out", default="results", help="results root (default ./results)")
-    p.add_argument("--weights", help="checkpoint for refinefuse (default: the shipped weights)")
+    p.add_argument("--weights", help="checkpoint of the network among --methods (default: the shipped weights)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, ...")
     p.add_argument("--max-pairs", type=int, help="only N evenly spaced pairs (quick runs; stated in the caption)")
     p.add_argument("--workers", type=int, help="evaluation processes (default: number of CPUs)")
@@ -392,10 +402,21 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
+    from .datasets import folder_dataset
+    from .errors import InputError
     from .reproduce import reproduce
 
+    folders = args.ir is not None or args.vis is not None
+    if args.dataset is not None and folders:
+        raise InputError("--dataset and --ir/--vis exclude each other (choose one)")
+    if args.dataset is not None and (args.name is not None or args.mode is not None):
+        raise InputError("--name and --mode go with --ir/--vis, not with --dataset")
+    if args.dataset is None and (args.ir is None or args.vis is None or args.name is None):
+        raise InputError("give --dataset NAME, or --ir DIR --vis DIR --name NAME")
+    dataset = args.dataset if args.dataset is not None else folder_dataset(
+        args.ir, args.vis, args.name, mode=args.mode or "ir-vis")
     res = reproduce(
-        args.dataset, out=args.out, data_root_dir=args.data_root, methods=args.methods, weights=args.weights,
+        dataset, out=args.out, data_root_dir=args.data_root, methods=args.methods, weights=args.weights,
         device=args.device, max_pairs=args.max_pairs, workers=args.workers, figure_pair=args.figure_pair,
         zoom=args.zoom, overwrite=args.overwrite, progress=not args.quiet,
         log=lambda msg: print(msg, file=sys.stderr),

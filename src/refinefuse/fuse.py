@@ -1,4 +1,5 @@
-"""Inference API: fuse image arrays, files or folders with RefineFuse or a baseline.
+"""Inference API: fuse image arrays, files or folders with any method of
+:mod:`refinefuse.methods` (a registered network or a baseline).
 
 Every method is a *grey fuser*: ``fuser(ir_y, vis_y) -> fused_y`` on float32 ``(H, W)``
 arrays in [0, 1]. This module wraps any fuser with the colour and modality handling of
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +30,21 @@ from tqdm.auto import tqdm
 from .colour import luminance, rgb_to_ycrcb, to_uint8, ycrcb_to_rgb
 from .errors import InputError
 from .io import IMAGE_EXTENSIONS, TEMP_PREFIX, Pair, pair_folders, read_image, remove_stale_temps, write_image
+from .methods import (  # noqa: F401 - re-exported: fusers are built in refinefuse.methods
+    BACKENDS,
+    DEFAULT_METHOD,
+    DEFAULT_WEIGHTS,
+    DEVICE_TYPES,
+    WEIGHTS_DIR,
+    GreyFuser,
+    default_weights,
+    get_fuser,
+    network_fuser,
+    onnx_network_fuser,
+    resolve_device,
+)
 
-GreyFuser = Callable[[np.ndarray, np.ndarray], np.ndarray]
 MODES = ("auto", "ir-vis", "medical")
-BACKENDS = ("auto", "torch", "onnx")
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "refinefuse_msrs.safetensors"
 EXAMPLE_PAIR = Pair(
     "msrs_00828N",
     Path(__file__).parent / "assets" / "msrs_00828N_ir.png",
@@ -83,112 +92,14 @@ def fuse_arrays(ir: np.ndarray, vis: np.ndarray, fuser: GreyFuser, mode: str = "
 
 
 # ----------------------------------------------------------------------------- fusers
-DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; else ``cpu``, ``cuda``, ``cuda:N``, ``mps``
-    or ``xpu[:N]``. A malformed, unsupported or unavailable device is an :class:`InputError`."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise InputError(f"--device: unknown device '{device}' (use auto, cpu, cuda, cuda:N or mps)") from None
-    if dev.type not in DEVICE_TYPES:
-        raise InputError(f"--device: unsupported device '{device}' (use auto, cpu, cuda, cuda:N or mps)")
-    if dev.type == "cpu":
-        return torch.device("cpu")
-    if dev.type == "mps":
-        available, count = torch.backends.mps.is_available(), 1
-    else:
-        backend = getattr(torch, dev.type, None)
-        available = bool(backend is not None and backend.is_available())
-        count = backend.device_count() if available else 0
-    if not available:
-        raise InputError(f"--device {device} requested but no {dev.type.upper()} device is available")
-    if dev.index is not None and dev.index >= count:
-        raise InputError(f"--device {device}: no such device ({count} {dev.type.upper()} device(s) available)")
-    return dev
-
-
-def network_fuser(model: torch.nn.Module, device: str | torch.device = "auto", **tiling) -> GreyFuser:
-    """Wrap a RefineFuse model as a grey fuser (inference mode, tiled for large images)."""
-    from .models.inference import fuse_tensor
-
-    dev = resolve_device(device)
-    model = model.to(dev).eval()
-
-    def fuse(ir_y: np.ndarray, vis_y: np.ndarray) -> np.ndarray:
-        ir_t = torch.from_numpy(np.ascontiguousarray(ir_y))[None, None].to(dev)
-        vis_t = torch.from_numpy(np.ascontiguousarray(vis_y))[None, None].to(dev)
-        return fuse_tensor(model, ir_t, vis_t, **tiling)[0, 0].float().cpu().numpy()
-
-    return fuse
-
-
-def default_weights() -> Path | None:
-    """The weights shipped inside the package, or ``None`` when none ship."""
-    return DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.is_file() else None
-
-
-def onnx_network_fuser(model: torch.nn.Module, weights: str | os.PathLike) -> GreyFuser:
-    """The network through ONNX Runtime on the CPU (about twice as fast as PyTorch eager there,
-    same output to 1e-6; see docs/efficiency.md). The export is cached per checkpoint
-    (:func:`refinefuse.export.cached_export`). Images larger than the tiling threshold go
-    through the tiled PyTorch path instead, which bounds memory."""
-    from .export import cached_export, onnx_fuser
-    from .models.inference import DEFAULT_MAX_PIXELS
-
-    runtime = onnx_fuser(cached_export(model, weights), threads=torch.get_num_threads())
-    tiled = network_fuser(model, "cpu")
-
-    def fuse(ir_y: np.ndarray, vis_y: np.ndarray) -> np.ndarray:
-        return tiled(ir_y, vis_y) if ir_y.size > DEFAULT_MAX_PIXELS else runtime(ir_y, vis_y)
-
-    return fuse
-
-
 def load_fuser(
-    method: str = "refinefuse",
+    method: str = DEFAULT_METHOD,
     weights: str | os.PathLike | None = None,
     device: str | torch.device = "auto",
     backend: str = "auto",
 ) -> GreyFuser:
-    """A grey fuser by name: ``"refinefuse"`` (network; ``weights`` or the shipped default)
-    or a classical baseline from :mod:`refinefuse.baselines` (``mean``, ``max``, ...).
-
-    ``backend`` (network only): ``"auto"`` runs ONNX Runtime when the device is the CPU and
-    the ``onnx`` extra is installed (falling back to PyTorch, with a warning, if the export
-    fails), else PyTorch; ``"torch"`` always PyTorch; ``"onnx"`` ONNX Runtime (CPU) or an error.
-    """
-    if backend not in BACKENDS:
-        raise InputError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
-    if method == "refinefuse":
-        from .checkpoint import load_model
-        from .export import onnx_available
-
-        path = Path(weights) if weights is not None else default_weights()
-        if path is None:
-            raise InputError("no trained weights ship with this version: pass --weights CKPT (a checkpoint from `refinefuse train`)")
-        model, dev = load_model(path, map_location="cpu"), resolve_device(device)
-        if backend == "onnx":
-            if dev.type != "cpu":
-                raise InputError("--backend onnx runs on the CPU only (use --device cpu)")
-            return onnx_network_fuser(model, path)
-        if backend == "auto" and dev.type == "cpu" and onnx_available():
-            try:
-                return onnx_network_fuser(model, path)
-            except Exception as exc:  # noqa: BLE001 - any export/runtime problem: the PyTorch path still works
-                warnings.warn(f"ONNX Runtime path unavailable ({type(exc).__name__}: {exc}); using PyTorch", stacklevel=2)
-        return network_fuser(model, dev)
-    if weights is not None:
-        raise InputError(f"--weights applies to the network only, not to method '{method}'")
-    if backend != "auto":
-        raise InputError(f"--backend applies to the network only, not to method '{method}'")
-    from .baselines import get_baseline
-
-    return get_baseline(method)
+    """Same as :func:`refinefuse.methods.get_fuser` (kept for existing callers)."""
+    return get_fuser(method, weights=weights, device=device, backend=backend)
 
 
 # ----------------------------------------------------------------------------- files
@@ -309,7 +220,7 @@ def fuse_paths(
     vis: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    method: str = "refinefuse",
+    method: str = DEFAULT_METHOD,
     weights: str | os.PathLike | None = None,
     device: str = "auto",
     backend: str = "auto",
@@ -338,7 +249,7 @@ def fuse_paths(
         remove_stale_temps(out)
     if not jobs:
         return []
-    fuser = load_fuser(method, weights=weights, device=device, backend=backend)
+    fuser = get_fuser(method, weights=weights, device=device, backend=backend)
     written = []
     for job in tqdm(jobs, desc=f"fuse ({method})", unit="pair", disable=not progress or len(jobs) < 2):
         ir_img, vis_img = read_pair(job.pair)
@@ -354,7 +265,7 @@ def fuse_images(
     ir: np.ndarray | str | os.PathLike,
     vis: np.ndarray | str | os.PathLike,
     *,
-    method: str = "refinefuse",
+    method: str = DEFAULT_METHOD,
     weights: str | os.PathLike | None = None,
     model: torch.nn.Module | None = None,
     device: str = "auto",
@@ -369,11 +280,11 @@ def fuse_images(
         if pair is None:
             raise TypeError("give ir and vis both as arrays or both as paths")
         ir, vis = read_pair(pair)
-    fuser = network_fuser(model, device) if model is not None else load_fuser(method, weights=weights, device=device)
+    fuser = network_fuser(model, device) if model is not None else get_fuser(method, weights=weights, device=device)
     return fuse_arrays(ir, vis, fuser, mode=mode)
 
 
-def demo(out: str | os.PathLike, *, method: str = "refinefuse", weights: str | os.PathLike | None = None,
+def demo(out: str | os.PathLike, *, method: str = DEFAULT_METHOD, weights: str | os.PathLike | None = None,
          device: str = "auto", overwrite: bool = False) -> Path:
     """Fuse the bundled MSRS example pair into ``out`` (a folder): writes ``<method>.png``
     and ``overview.png`` (ir | vis | fused side by side). Returns the fused image path."""
@@ -385,7 +296,7 @@ def demo(out: str | os.PathLike, *, method: str = "refinefuse", weights: str | o
     resolve_device(device)
     ir, vis = read_pair(EXAMPLE_PAIR)
     try:
-        fused = fuse_arrays(ir, vis, load_fuser(method, weights=weights, device=device))
+        fused = fuse_arrays(ir, vis, get_fuser(method, weights=weights, device=device))
     except NonFiniteOutputError as exc:
         raise NonFiniteOutputError(f"{EXAMPLE_PAIR.ir}: {exc}") from None
     write_image(fused_path, fused, overwrite=overwrite)

@@ -1,4 +1,4 @@
-"""Reproduce the paper's quality tables (Tables 1, 3, 5-7) and comparison figures (Figs. 3-9).
+"""Reproduce the paper's quality tables (Tables 1-3, 5-7) and comparison figures (Figs. 3-9).
 
 ``reproduce("msrs", out="results")`` fuses every pair of a dataset with each method, scores
 the results with the project's metrics (profile ``paper``) and writes, under
@@ -15,6 +15,10 @@ Fused images are reused: a method's image of a pair is only computed when
 run resumes). ``overwrite=True`` recomputes everything. The network's folder records which
 checkpoint made it (``fused_with.json``); a different checkpoint without ``overwrite`` is
 an error rather than a silent mix.
+
+Any folder pair is evaluated the same way: ``reproduce(folder_dataset(ir_dir, vis_dir, "m3fd"))``
+(:mod:`refinefuse.datasets`; CLI ``--ir DIR --vis DIR --name NAME``); a name with a table in
+the paper (:data:`refinefuse.published.PAPER_TABLES`) gets the paper's rows too.
 """
 
 from __future__ import annotations
@@ -26,58 +30,24 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from .baselines import get_baseline, list_baselines
+from .baselines import list_baselines
+from .datasets import DatasetSpec, get_dataset
 from .errors import InputError
-from .fuse import default_weights, fuse_arrays, load_fuser, read_pair
+from .fuse import fuse_arrays, read_pair
 from .io import Pair, pair_folders, read_image, write_image
+from .methods import DEFAULT_METHOD, check_method, default_weights, get_fuser, is_network
 from .metrics import evaluate_folders, get_profile, markdown_table, write_csv
-from .paths import data_root, dataset_dir
+from .paths import data_root
 from .published import published_rows
 
-NETWORK = "refinefuse"
 #: pixel-wise rules always reported: the honest floor of every table
 FLOOR_METHODS = ("max", "mean")
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """Where a dataset's pairs live (relative to ``<data root>/data``) and how to fuse them.
-
-    The ``ir`` slot holds the infrared image, or for medical data the functional / CT image;
-    the ``vis`` slot holds the visible image or the MRI.
-    """
-
-    ir: str
-    vis: str
-    mode: str  #: ``"ir-vis"`` or ``"medical"`` (see :func:`refinefuse.fuse.fuse_arrays`)
-    title: str
-    ir_label: str
-    vis_label: str
-    figure_pair: str | None = None  #: default pair of the figure (None: the first pair)
-
-
-DATASETS: dict[str, DatasetSpec] = {
-    "msrs": DatasetSpec("msrs/test/ir", "msrs/test/vi", "ir-vis", "MSRS test", "Infrared", "Visible", "00828N"),
-    "tno": DatasetSpec("tno/ir", "tno/vi", "ir-vis", "TNO", "Infrared", "Visible"),
-    "roadscene": DatasetSpec("roadscene/ir", "roadscene/vi", "ir-vis", "RoadScene", "Infrared", "Visible"),
-    "mri_ct": DatasetSpec("medical/MRI_CT/CT", "medical/MRI_CT/MRI", "medical", "MRI-CT", "CT", "MRI"),
-    "mri_pet": DatasetSpec("medical/MRI_PET/PET", "medical/MRI_PET/MRI", "medical", "MRI-PET", "PET", "MRI"),
-    "mri_spect": DatasetSpec("medical/MRI_SPECT/SPECT", "medical/MRI_SPECT/MRI", "medical", "MRI-SPECT", "SPECT", "MRI"),
-}
-
-
-def get_dataset(name: str) -> DatasetSpec:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise InputError(f"unknown dataset '{name}' (choose from {', '.join(DATASETS)})") from None
 
 
 # ----------------------------------------------------------------------------- methods / pairs
@@ -86,22 +56,23 @@ def resolve_methods(
 ) -> tuple[list[str], dict[str, str]]:
     """The methods to run and the ones left out with the reason.
 
-    ``None`` means the network plus every baseline; the network is then left out (not an
-    error) when no weights exist. An explicit list keeps its order; ``max`` and ``mean`` are
-    appended when missing. Unknown names raise :class:`InputError`.
+    ``None`` means the default network (``refinefuse``) plus every baseline; the network is
+    then left out (not an error) when no weights exist. An explicit list (any registered
+    network or baseline) keeps its order; ``max`` and ``mean`` are appended when missing.
+    Unknown names raise :class:`InputError`.
     """
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]
     explicit = methods is not None
-    names = list(dict.fromkeys(methods if explicit else [NETWORK, *list_baselines()]))
+    names = list(dict.fromkeys(methods if explicit else [DEFAULT_METHOD, *list_baselines()]))
     names += [m for m in FLOOR_METHODS if m not in names]
     for name in names:
-        if name != NETWORK:
-            get_baseline(name)  # InputError listing the names
+        check_method(name)  # InputError listing the names
     left_out: dict[str, str] = {}
-    if NETWORK in names and not explicit and weights is None and default_weights() is None:
-        names.remove(NETWORK)
-        left_out[NETWORK] = "no weights (no --weights given and none ship with the package)"
+    if not explicit and weights is None:
+        for name in [n for n in names if is_network(n) and default_weights(n) is None]:
+            names.remove(name)
+            left_out[name] = "no weights (no --weights given and none ship with the package)"
     return names, left_out
 
 
@@ -151,15 +122,15 @@ def fuse_missing(
     Returns ``(fused, reused)`` counts. The fuser is only loaded when something is left to do.
     """
     record = None
-    if method == NETWORK:
-        path = Path(weights) if weights is not None else default_weights()
+    if is_network(method):
+        path = Path(weights) if weights is not None else default_weights(method)
         if path is not None and path.is_file():
             record = _weights_record(path)
     _check_provenance(folder, record, overwrite)
     todo = [p for p in pairs if overwrite or not (folder / f"{p.name}.png").is_file()]
     if not todo:
         return 0, len(pairs)
-    fuser = load_fuser(method, weights=weights, device=device)
+    fuser = get_fuser(method, weights=weights, device=device)
     folder.mkdir(parents=True, exist_ok=True)
     if record is not None:
         (folder / "fused_with.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -321,7 +292,7 @@ def caption(spec: DatasetSpec, n_pairs: int, n_total: int, profile: str, notes: 
 
 
 def reproduce(
-    dataset: str,
+    dataset: str | DatasetSpec,
     *,
     out: str | os.PathLike = "results",
     data_root_dir: str | os.PathLike | None = None,
@@ -340,12 +311,16 @@ def reproduce(
     """Fuse, evaluate and tabulate one dataset; see the module docstring for the outputs.
 
     Args:
-        dataset: a key of :data:`DATASETS`.
-        out: results root; this dataset's files go to ``out/<dataset>/``.
+        dataset: a bundled dataset's name (:data:`refinefuse.datasets.DATASETS`) or a
+            :class:`~refinefuse.datasets.DatasetSpec`, e.g. of any folder pair
+            (:func:`refinefuse.datasets.folder_dataset`). The paper's rows are added when
+            its name is one of :data:`refinefuse.published.PAPER_TABLES` (e.g. ``m3fd``).
+        out: results root; this dataset's files go to ``out/<name>/``.
         data_root_dir: shared data root (default :func:`refinefuse.paths.data_root`).
-        methods: names or a comma-separated string; default: ``refinefuse`` (left out with a
-            note when it has no weights) and every baseline. ``max`` and ``mean`` are always added.
-        weights: checkpoint for ``refinefuse`` (default: the shipped weights).
+        methods: names or a comma-separated string (any of
+            :func:`refinefuse.methods.list_methods`); default: ``refinefuse`` (left out with
+            a note when it has no weights) and every baseline. ``max`` and ``mean`` are always added.
+        weights: checkpoint of the network among ``methods`` (default: its shipped weights).
         max_pairs: evaluate an evenly spaced subset of this many pairs (quick runs).
         workers: evaluation processes (default: the CPUs).
         figure_pair: pair name of the figure (default: the dataset's documented pair).
@@ -356,14 +331,15 @@ def reproduce(
         ``{"dataset", "n_pairs", "n_total", "methods", "left_out", "fused", "reused",
         "means", "published", "table", "json", "csv", "figure"}``.
     """
-    spec = get_dataset(dataset)
+    spec = dataset if isinstance(dataset, DatasetSpec) else get_dataset(dataset)
     root = data_root(data_root_dir)
-    ir_dir, vis_dir = dataset_dir(spec.ir, root), dataset_dir(spec.vis, root)
+    ir_dir, vis_dir = spec.folders(root)
     if isinstance(zoom, str):
         zoom = parse_zoom(zoom)
     names, left_out = resolve_methods(methods, weights)
-    if weights is not None and NETWORK not in names:
-        raise InputError(f"{weights}: --weights applies to the network, but 'refinefuse' is not among the methods")
+    networks = [m for m in names if is_network(m)]
+    if weights is not None and not networks:
+        raise InputError(f"{weights}: --weights applies to a network, but no network is among the methods")
     all_pairs = pair_folders(ir_dir, vis_dir, strict=True)
     pairs = select_pairs(all_pairs, max_pairs)
     by_name = {p.name: p for p in all_pairs}
@@ -377,11 +353,11 @@ def reproduce(
     for method, why in left_out.items():
         log(f"note: skipping method '{method}': {why}")
 
-    run_dir = Path(out) / dataset
+    run_dir = Path(out) / spec.name
     folders = {m: run_dir / m for m in names}
     fused_counts, reused_counts = {}, {}
     for method in names:
-        kw = {"weights": weights, "device": device} if method == NETWORK else {}
+        kw = {"weights": weights, "device": device} if is_network(method) else {}
         fused_counts[method], reused_counts[method] = fuse_missing(
             to_fuse, folders[method], method, mode=spec.mode, overwrite=overwrite, progress=progress, **kw
         )
@@ -399,7 +375,7 @@ def reproduce(
 
     notes = [f"method '{m}' not run: {why}." for m, why in left_out.items()]
     try:
-        published = published_rows(dataset, root)
+        published = published_rows(spec.name.lower(), root)
     except InputError as exc:
         published = {}
         notes.append(f"published rows unavailable ({exc}).")
@@ -413,8 +389,9 @@ def reproduce(
     csv_path = write_csv(run_dir / "per_image.csv", results)
     json_path = run_dir / "table.json"
     json_path.write_text(json.dumps({
-        "dataset": dataset,
+        "dataset": spec.name,
         "title": spec.title,
+        "folders": {"ir": str(ir_dir), "vis": str(vis_dir)},
         "profile": results.profile,
         "metrics": list(results.metrics),
         "n_pairs": len(pairs),
@@ -425,14 +402,14 @@ def reproduce(
         "n_finite": {m: {k: n for k, (n, _) in c.items()} for m, c in results.counts().items()},
         "published": published,
         "left_out": left_out,
-        "weights": str(weights or default_weights()) if NETWORK in names else None,
+        "weights": str(weights or default_weights(networks[0])) if networks else None,
     }, indent=2) + "\n")
     figure = comparison_figure(
         fig_pair, {m: folders[m] / f"{fig_pair.name}.png" for m in names}, run_dir / "figure.png",
         labels=(spec.ir_label, spec.vis_label), zoom=zoom,
     )
     return {
-        "dataset": dataset, "n_pairs": len(pairs), "n_total": len(all_pairs), "methods": names,
+        "dataset": spec.name, "n_pairs": len(pairs), "n_total": len(all_pairs), "methods": names,
         "left_out": left_out, "fused": fused_counts, "reused": reused_counts, "means": means,
         "published": published, "table": table_md, "json": json_path, "csv": csv_path, "figure": figure,
         "figure_pair": fig_pair.name,
