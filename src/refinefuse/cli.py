@@ -215,43 +215,45 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "Checkpoints (last.pt, best.pt), log.csv, TensorBoard events and validation grids go to --out. "
         "Several GPUs: torchrun --nproc_per_node N -m refinefuse train ...",
     )
-    p.add_argument("--data", help="dataset folder with ir/ and vi/ (optional label/, boxes_ir/, boxes_vi/, masks/)")
-    p.add_argument("--out", help="run folder for checkpoints and logs (default runs/refinefuse)")
     p.add_argument("--config", help="YAML file of settings (e.g. src/refinefuse/configs/train_msrs.yaml)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (its settings unless overridden)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, dest="batch_size", help="per process")
-    p.add_argument("--crop", type=int, help="random square crop size (paper: 256)")
-    p.add_argument("--max-pairs", type=int, dest="max_pairs", help="use at most N pairs (evenly spaced)")
-    p.add_argument("--val-pairs", type=int, dest="val_pairs", help="held-out validation pairs (default 4)")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--optimizer", choices=("sgd", "adam"))
-    p.add_argument("--loss", choices=("full", "A", "B", "C"), help="loss setting (A/B/C: Table 8 ablations)")
-    p.add_argument("--mask", help="salient mask source: infer|labels|boxes_ir|boxes_vi|masks|auto|none")
-    p.add_argument("--model", help="registered model name (default refinefuse)")
-    p.add_argument("--device", help="auto|cpu|cuda|cuda:N")
-    p.add_argument("--workers", type=int, help="DataLoader workers")
-    p.add_argument("--seed", type=int)
     p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="any other setting, value in YAML (repeatable)"
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="any setting as KEY=VALUE, value in YAML (repeatable)"
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_config_flags(p)
     p.set_defaults(func=_run_train)
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per :class:`~refinefuse.config.TrainConfig` field, generated from the dataclass:
+    ``--batch-size 8``, ``--rescale "[1, 4]"``, ``--augment/--no-augment``; help from its docs."""
+    from dataclasses import fields
+
+    from .config import TrainConfig, field_help
+
+    docs = field_help()
+    group = p.add_argument_group("settings (defaults: the paper's, see TrainConfig; lists and dicts in YAML)")
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if str(f.type) == "bool":
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                               help=docs.get(f.name))
+        else:
+            kind = str(f.type).split("[")[0].split(" ")[0]
+            metavar = {"int": "N", "float": "X", "str": "TEXT", "list": "[A, B]", "dict": "{K: V}"}.get(kind, kind.upper())
+            group.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, metavar=metavar, help=docs.get(f.name))
 
 
 def _run_train(args: argparse.Namespace) -> int:
     import os
+    from dataclasses import fields
 
-    from .config import parse_overrides
+    from .config import TrainConfig, parse_flag_value, parse_overrides
     from .training import build_config, train
 
-    named = ("data", "out", "epochs", "batch_size", "crop", "max_pairs", "val_pairs", "lr", "optimizer", "loss")
-    named += ("mask", "model", "device", "workers", "seed")
-    overrides = {k: getattr(args, k) for k in named if getattr(args, k) is not None}
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name) and f.name != "resume"}
+    overrides = {k: v if isinstance(v, bool) else parse_flag_value(k, v) for k, v in given.items()}
     overrides.update(parse_overrides(args.set))
-    if args.no_progress:
-        overrides["progress"] = False
-    cfg = build_config(args.config, overrides, resume=args.resume)
+    cfg = build_config(args.config, overrides, resume=bool(getattr(args, "resume", False)))
     best = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"best checkpoint: {best}")

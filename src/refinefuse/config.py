@@ -20,7 +20,7 @@ import yaml
 from .errors import InputError
 from .io import atomic_path
 
-__all__ = ["TrainConfig", "load_config", "save_config", "apply_overrides", "parse_overrides", "default_config_path"]
+__all__ = ["TrainConfig", "field_help", "parse_flag_value", "load_config", "save_config", "apply_overrides", "parse_overrides", "default_config_path"]
 
 
 @dataclass
@@ -62,7 +62,7 @@ class TrainConfig:
     optimizer: str = "sgd"  #: sgd (paper) | adam
     lr: float = 1e-3  #: initial learning rate (paper: 1e-3)
     momentum: float = 0.9  #: SGD momentum (our choice)
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  #: L2 weight decay (paper: none)
     scheduler: str = "cosine"  #: cosine | step | none
     warmup_epochs: int = 1  #: linear warm-up epochs (from lr / 10)
     min_lr: float | None = None  #: cosine floor (None: lr / 100)
@@ -72,7 +72,7 @@ class TrainConfig:
     epochs: int = 300  #: paper: 300
     batch_size: int = 8  #: per process (DDP: the global batch is batch_size * world size)
     # runtime
-    seed: int = 0
+    seed: int = 0  #: seeds torch, numpy and Python random, and every augmentation
     device: str = "auto"  #: auto (CUDA when available) | cpu | cuda | cuda:1
     amp: bool = True  #: automatic mixed precision on CUDA; on the CPU only with amp_dtype bfloat16
     amp_dtype: str = "float16"  #: float16 (with a gradient scaler) | bfloat16
@@ -135,6 +135,32 @@ def apply_overrides(cfg: TrainConfig, values: dict[str, Any], *, source: str = "
             raise InputError(f"{source}: unknown training setting '{name}'")
         setattr(cfg, name, _coerce(name, value, source))
     return cfg
+
+
+def field_help() -> dict[str, str]:
+    """Each :class:`TrainConfig` field's ``#:`` comment (its documentation and CLI help), read
+    from the class source, so the flags of ``refinefuse train`` are generated from one place."""
+    import inspect
+    import re
+
+    docs = {}
+    for line in inspect.getsource(TrainConfig).splitlines():
+        match = re.match(r"\s+(\w+):\s*[^=]+=.*#:\s*(.*)$", line)
+        if match:
+            docs[match.group(1)] = match.group(2).strip()
+    return docs
+
+
+def parse_flag_value(name: str, text: str) -> Any:
+    """A command-line value for field ``name``: plain text for string fields, else YAML
+    (``1e-3``, ``[1, 4]``, ``{channels: [8, 8]}``, ``null``)."""
+    annotation = str(_FIELDS[name].type)
+    if annotation == "str":
+        return text
+    try:
+        return yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        raise InputError(f"--{name.replace('_', '-')} {text!r}: value is not valid YAML") from None
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
