@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from refinefuse.bench import markdown_table, run_benchmark
+from refinefuse.bench import efficiency_table, run_benchmark
 from refinefuse.checkpoint import save_checkpoint
 from refinefuse.cli import main
 from refinefuse.errors import InputError
@@ -49,8 +49,8 @@ def test_rows_and_values(tiny_result):
     assert json.loads(json.dumps(tiny_result)) == tiny_result  # JSON-able as is
 
 
-def test_markdown_table(tiny_result):
-    table = markdown_table(tiny_result)
+def test_efficiency_table(tiny_result):
+    table = efficiency_table(tiny_result)
     lines = table.splitlines()
     header = next(line for line in lines if line.startswith("| Method"))
     cells = [c.strip() for c in header.strip("|").split("|")]

@@ -39,8 +39,9 @@ from tqdm.auto import tqdm
 
 from .errors import InputError
 from .export import onnx_available
+from .metrics.report import pipe_table
 
-__all__ = ["run_benchmark", "markdown_table", "PRECISIONS", "ONNX_SUFFIX"]
+__all__ = ["run_benchmark", "efficiency_table", "PRECISIONS", "ONNX_SUFFIX"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 #: ``<network>-onnx``: that network exported to ONNX and run by ONNX Runtime on the CPU (optional extra ``onnx``).
@@ -323,27 +324,24 @@ def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
     return "-" if value is None else f"{value / scale:.{digits}f}"
 
 
-def markdown_table(result: dict[str, Any]) -> str:
+def efficiency_table(result: dict[str, Any]) -> str:
     """Markdown table of a :func:`run_benchmark` result (Table 11 layout), with a settings line and notes."""
     settings, machine = result["settings"], result["machine"]
     macs = settings["mac_sizes"]
     sizes = settings["sizes"]
     header = ["Method", "Params (M)"] + [f"MACs {s}x{s} (G)" for s in macs]
     header += [f"Forward {s} (ms)" for s in sizes] + [f"File {s} (ms)" for s in sizes]
-    lines = [
-        f"Device {machine['device']}" + (f" ({machine['gpu']})" if "gpu" in machine else "")
-        + f", {machine['cpu']}, {machine['cpus']} CPUs, {settings['threads']} threads, torch {machine['torch']}, "
-        f"{settings['precision']}, batch {settings['batch_size']}",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|",
-    ]
+    body = []
     for row in result["rows"]:
         cells = [row["method"], _fmt(row["params"], 1e6)]
         cells += [_fmt(row["macs"].get(str(s)), 1e9) for s in macs]
         cells += [_fmt(row["forward_ms"].get(s), digits=1) for s in sizes]
         cells += [_fmt(row["file_ms"].get(s), digits=1) for s in sizes]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    lines += [f"- {note}" for note in result["notes"]]
-    return "\n".join(lines) + "\n"
+        body.append(cells)
+    settings_line = (
+        f"Device {machine['device']}" + (f" ({machine['gpu']})" if "gpu" in machine else "")
+        + f", {machine['cpu']}, {machine['cpus']} CPUs, {settings['threads']} threads, torch {machine['torch']}, "
+        f"{settings['precision']}, batch {settings['batch_size']}"
+    )
+    notes = "".join(f"- {note}\n" for note in result["notes"])
+    return f"{settings_line}\n\n{pipe_table(header, body)}\n{notes}"

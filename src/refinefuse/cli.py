@@ -306,7 +306,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from .bench import markdown_table, run_benchmark
+    from .bench import efficiency_table, run_benchmark
 
     sizes, mac_sizes, repeats, warmup = [_parse_size(s) for s in args.sizes], args.mac_sizes, args.repeats, args.warmup
     if args.quick:
@@ -317,7 +317,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, precision=args.precision, repeats=repeats, warmup=warmup, weights=args.weights,
         model_overrides={"channels": args.channels} if args.channels else None, progress=not args.quiet,
     )
-    table = markdown_table(result)
+    table = efficiency_table(result)
     print(table, end="")
     if args.out:
         from .io import atomic_path

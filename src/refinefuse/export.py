@@ -15,7 +15,6 @@ stored in the model's metadata (``refinefuse_stride``).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -27,7 +26,8 @@ import torch
 from torch import nn
 
 from .errors import InputError
-from .io import atomic_path
+from .io import atomic_path, file_sha256
+from .models.refinefuse import pad_to_multiple
 
 __all__ = ["export_onnx", "OnnxFuser", "onnx_fuser", "compare_onnx", "onnx_available", "cached_export", "DEFAULT_OPSET"]
 
@@ -97,7 +97,7 @@ def cached_export(model: nn.Module, weights: str | os.PathLike, cache: str | os.
     anew, so a broken cache is repaired once instead of failing on every run."""
     from .paths import cache_dir
 
-    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
+    digest = file_sha256(weights)[:16]
     tag = torch.__version__.split("+")[0]
     path = Path(cache if cache is not None else cache_dir()) / f"{Path(weights).stem}-{digest}-opset{opset}-torch{tag}.onnx"
     stamp = path.with_name(path.name + ".sha256")
@@ -105,22 +105,14 @@ def cached_export(model: nn.Module, weights: str | os.PathLike, cache: str | os.
         path.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(model, path, opset=opset)
         with atomic_path(stamp) as tmp:
-            tmp.write_text(_file_sha256(path) + "\n")
+            tmp.write_text(file_sha256(path) + "\n")
     return path
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _matches_stamp(path: Path, stamp: Path) -> bool:
     """Whether ``path`` exists and its SHA-256 is the one recorded in ``stamp``."""
     try:
-        return path.is_file() and stamp.read_text().strip() == _file_sha256(path)
+        return path.is_file() and stamp.read_text().strip() == file_sha256(path)
     except (OSError, UnicodeDecodeError):
         return False
 
@@ -141,16 +133,6 @@ def _require(name: str):
         return importlib.import_module(name)
     except ImportError:
         raise InputError(f"{name} is not installed: pip install 'refinefuse[onnx]'") from None
-
-
-def _pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
-    """NumPy twin of ``pad_to_multiple`` for ``(N, 1, H, W)``: bottom/right, reflect (replicate if too small)."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if not (ph or pw):
-        return x
-    mode = "reflect" if ph < h and pw < w else "edge"
-    return np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
 
 
 class OnnxFuser:
@@ -179,8 +161,8 @@ class OnnxFuser:
     def run(self, ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
         """``(N, 1, H, W)`` float32 pair -> fused ``(N, 1, H, W)``."""
         h, w = ir.shape[-2:]
-        feeds = {"ir": _pad_to_multiple(np.ascontiguousarray(ir, dtype=np.float32), self.stride),
-                 "vis": _pad_to_multiple(np.ascontiguousarray(vis, dtype=np.float32), self.stride)}
+        feeds = {name: pad_to_multiple(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), self.stride)[0].numpy()
+                 for name, x in (("ir", ir), ("vis", vis))}
         # ONNX Runtime's Tanh can undershoot -1 by an ulp; keep the documented [0, 1] range
         return np.clip(self.session.run(["fused"], feeds)[0][..., :h, :w], 0.0, 1.0)
 

@@ -3,7 +3,7 @@
 
 Every method is a *grey fuser*: ``fuser(ir_y, vis_y) -> fused_y`` on float32 ``(H, W)``
 arrays in [0, 1]. This module wraps any fuser with the colour and modality handling of
-the paper (Sect. 4.1; DESIGN.md Sect. 2) and with file handling:
+the paper (Sect. 4.1; docs/design.md Sect. 2) and with file handling:
 
 - infrared-visible: a colour visible image is fused through its Y channel and its Cb/Cr
   are put back, so the output is colour; grey inputs give grey output;

@@ -12,20 +12,24 @@ Conventions (used everywhere in the package):
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
 
 from .errors import InputError
+
+T = TypeVar("T")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 TEMP_PREFIX = ".refinefuse-tmp-"  # every temporary file this package writes starts with this
@@ -238,6 +242,37 @@ def read_image_header(path: str | os.PathLike) -> tuple[int, int, int]:
                 return width, height, _HEADER_CHANNELS[mode]
     img = read_image(path)
     return img.shape[1], img.shape[0], 1 if img.ndim == 2 else img.shape[2]
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write a text file atomically (temporary file beside it, then a rename); returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def evenly_spaced(items: Sequence[T], n: int | None) -> list[T]:
+    """At most ``n`` items, evenly spaced over the sequence, first and last included (all when
+    ``n`` is ``None`` or not smaller); ``n < 1`` is an :class:`InputError`."""
+    if n is not None and n < 1:
+        raise InputError(f"max_pairs must be at least 1, got {n}")
+    if n is None or n >= len(items):
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    return max(1, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else max(1, os.cpu_count() or 1)
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

@@ -23,7 +23,6 @@ the paper (:data:`refinefuse.published.PAPER_TABLES`) gets the paper's rows too.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -40,7 +39,7 @@ from .baselines import list_baselines
 from .datasets import DatasetSpec, get_dataset
 from .errors import InputError
 from .fuse import fuse_arrays, read_pair
-from .io import Pair, pair_folders, read_image, write_image
+from .io import Pair, evenly_spaced, file_sha256, pair_folders, read_image, write_image, write_text
 from .methods import DEFAULT_METHOD, check_method, default_weights, get_fuser, is_network
 from .metrics import evaluate_folders, get_profile, markdown_table, write_csv
 from .paths import data_root
@@ -76,18 +75,8 @@ def resolve_methods(
     return names, left_out
 
 
-def select_pairs(pairs: list[Pair], max_pairs: int | None) -> list[Pair]:
-    """At most ``max_pairs`` pairs, evenly spaced over the sorted names (all when ``None``)."""
-    if max_pairs is not None and max_pairs < 1:
-        raise InputError(f"max_pairs must be at least 1, got {max_pairs}")
-    if max_pairs is None or max_pairs >= len(pairs):
-        return pairs
-    return [pairs[i] for i in np.linspace(0, len(pairs) - 1, max_pairs).round().astype(int)]
-
-
 def _weights_record(weights: Path) -> dict:
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    return {"weights": str(weights.resolve()), "sha256": digest}
+    return {"weights": str(weights.resolve()), "sha256": file_sha256(weights)}
 
 
 def _check_provenance(folder: Path, record: dict | None, overwrite: bool) -> None:
@@ -133,7 +122,7 @@ def fuse_missing(
     fuser = get_fuser(method, weights=weights, device=device)
     folder.mkdir(parents=True, exist_ok=True)
     if record is not None:
-        (folder / "fused_with.json").write_text(json.dumps(record, indent=2) + "\n")
+        write_text(folder / "fused_with.json", json.dumps(record, indent=2) + "\n")
     for pair in tqdm(todo, desc=f"fuse ({method})", unit="pair", disable=not progress or len(todo) < 2):
         ir, vis = read_pair(pair)
         write_image(folder / f"{pair.name}.png", fuse_arrays(ir, vis, fuser, mode=mode))
@@ -341,7 +330,7 @@ def reproduce(
     if weights is not None and not networks:
         raise InputError(f"{weights}: --weights applies to a network, but no network is among the methods")
     all_pairs = pair_folders(ir_dir, vis_dir, strict=True)
-    pairs = select_pairs(all_pairs, max_pairs)
+    pairs = evenly_spaced(all_pairs, max_pairs)
     by_name = {p.name: p for p in all_pairs}
     fig_name = figure_pair or spec.figure_pair or pairs[0].name
     if fig_name not in by_name:
@@ -382,13 +371,14 @@ def reproduce(
     rows: dict[str, dict[str, float]] = dict(means)
     rows.update({f"{name} (published)": values for name, values in published.items()})
     table_md = run_dir / "table.md"
-    table_md.write_text(
+    write_text(
+        table_md,
         caption(spec, len(pairs), len(all_pairs), results.profile, notes) + "\n"
         + markdown_table(rows, results.metrics, counts=results.counts())
     )
     csv_path = write_csv(run_dir / "per_image.csv", results)
     json_path = run_dir / "table.json"
-    json_path.write_text(json.dumps({
+    write_text(json_path, json.dumps({
         "dataset": spec.name,
         "title": spec.title,
         "folders": {"ir": str(ir_dir), "vis": str(vis_dir)},

@@ -298,3 +298,9 @@ def test_flat_region_artefact_is_in_every_profile_and_lower_is_better():
     assert "FA" in LOWER_IS_BETTER
     for name in PROFILES:
         assert evaluate(img, img, img, metrics="FA", profile=name) == {"FA": 0.0}
+
+
+def test_markdown_table_single_method_marks_nothing():
+    """With one row there is nothing to rank: no cell is bold or underlined."""
+    md = markdown_table({"only": {"VIF": 0.5, "MSE": 3.0}}, ["VIF", "MSE"])
+    assert "**" not in md and "<u>" not in md and "0.5000" in md

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from ..colour import luminance
 from ..errors import InputError
-from ..io import Pair, list_images, pair_folders, read_image, read_image_header
+from ..io import Pair, evenly_spaced, list_images, pair_folders, read_image, read_image_header
 from . import transforms as T
 from .masks import MSRS_SALIENT_CLASSES, auto_salient_mask, mask_from_boxes, mask_from_image, mask_from_labels, read_yolo_boxes
 
@@ -100,11 +100,7 @@ class PairedFusionDataset(Dataset):
         if not ir_dir.is_dir() or vis_dir is None:
             raise InputError(f"{self.root}: expected sub-folders 'ir/' and 'vi/' with paired images")
         pairs = pair_folders(ir_dir, vis_dir, strict=True)
-        if max_pairs is not None:
-            if max_pairs < 1:
-                raise InputError(f"max_pairs must be at least 1, got {max_pairs}")
-            if max_pairs < len(pairs):
-                pairs = [pairs[i] for i in np.linspace(0, len(pairs) - 1, max_pairs).round().astype(int)]
+        pairs = evenly_spaced(pairs, max_pairs)
         self.pairs: list[Pair] = pairs
         self._check_headers()
         if rescale is not None and (len(rescale) != 2 or not 0 < rescale[0] <= rescale[1]):

@@ -32,6 +32,7 @@ from .profiles import PAPER_METRICS, PROFILES, Profile, get_profile
 from .report import (
     DEFAULT_COLUMNS,
     markdown_table,
+    pipe_table,
     plot_summary,
     rank_marks,
     read_summary_json,
@@ -70,6 +71,7 @@ __all__ = [
     "get_profile",
     "DEFAULT_COLUMNS",
     "markdown_table",
+    "pipe_table",
     "plot_summary",
     "rank_marks",
     "read_summary_json",

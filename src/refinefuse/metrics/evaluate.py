@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..colour import grey_255
 from ..errors import InputError
-from ..io import images_by_stem, pair_folders, read_image
+from ..io import available_cpus, images_by_stem, pair_folders, read_image
 from .profiles import Profile, get_profile
 
 
@@ -249,10 +249,7 @@ def _init_worker() -> None:
 
 def default_workers() -> int:
     """Worker processes to use: the CPUs this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    return available_cpus()
 
 
 def evaluate_folders(

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import InputError
+from ..io import atomic_path, write_text
 from .evaluate import EvalResults
 from .profiles import LOWER_IS_BETTER, PAPER_METRICS
 
@@ -48,12 +49,15 @@ def rank_marks(
 
     Values are compared as displayed (rounded to ``decimals``), so equal displayed values
     share a mark. MSE and Nabf are better when lower, every other metric when higher.
-    Rows in ``exclude`` and missing / NaN values are not ranked.
+    Rows in ``exclude`` and missing / NaN values are not ranked; a column with fewer than
+    two ranked values gets no marks.
     """
     excluded = set(exclude)
     marks: dict[tuple[str, str], str] = {}
     for col in columns:
         shown = {r: round(float(v[col]), decimals) for r, v in rows.items() if r not in excluded and _finite(v.get(col))}
+        if len(shown) < 2:  # nothing to rank against
+            continue
         distinct = sorted(set(shown.values()), reverse=col not in LOWER_IS_BETTER)
         for label, value in zip(("best", "second"), distinct[:2]):
             for r, v in shown.items():
@@ -90,10 +94,7 @@ def markdown_table(
     columns = tuple(columns or DEFAULT_COLUMNS)
     marks = rank_marks(rows, columns, decimals=decimals, exclude=exclude_from_ranking)
     arrows = [f"{c} {'↓' if c in LOWER_IS_BETTER else '↑'}" for c in columns]
-    lines = [
-        "| " + " | ".join([method_header, *arrows]) + " |",
-        "|" + "|".join(["---"] + ["---:"] * len(columns)) + "|",
-    ]
+    body = []
     for method, values in rows.items():
         cells = [method.replace("|", "\\|")]
         for col in columns:
@@ -112,7 +113,14 @@ def markdown_table(
             elif mark == "second":
                 text = f"<u>{text}</u>"
             cells.append(text + count)
-        lines.append("| " + " | ".join(cells) + " |")
+        body.append(cells)
+    return pipe_table([method_header, *arrows], body)
+
+
+def pipe_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A Markdown pipe table of text cells: first column left-aligned, the others right-aligned."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -148,7 +156,7 @@ def write_summary_json(path: str | os.PathLike, results: EvalResults) -> Path:
     """Write :func:`summary` as indented JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary(results), indent=2) + "\n")
+    write_text(path, json.dumps(summary(results), indent=2) + "\n")
     return path
 
 
@@ -172,7 +180,7 @@ def write_csv(path: str | os.PathLike, results: EvalResults) -> Path:
     """Per-image CSV: ``method, image, <metric>...`` (full precision)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["method", "image", *results.metrics])
         for method in results.methods:
@@ -186,7 +194,7 @@ def write_reports(results: EvalResults, csv_path: str | os.PathLike, *, decimals
     csv_path = Path(csv_path)
     md_path = csv_path.with_suffix(".md")
     md_path.parent.mkdir(parents=True, exist_ok=True)
-    md_path.write_text(markdown_table(results.means(), results.metrics, decimals=decimals, counts=results.counts()))
+    write_text(md_path, markdown_table(results.means(), results.metrics, decimals=decimals, counts=results.counts()))
     return {
         "csv": write_csv(csv_path, results),
         "markdown": md_path,

@@ -49,7 +49,8 @@ from ..models import create_model
 from .run_folder import (
     BEST, LAST, RunLog, atomic_copy, checked_weights, keep_recent, load_init, prepare_out, read_resume_checkpoint,
 )
-from .runtime import Runtime, cpu_count, rng_state, set_rng_state, training_runtime
+from ..io import available_cpus
+from .runtime import Runtime, rng_state, set_rng_state, training_runtime
 
 __all__ = ["train", "build_config", "TrainingDiverged", "EpochSampler", "lr_factor", "validate"]
 
@@ -163,7 +164,7 @@ def _dataset(cfg: TrainConfig, stride: int) -> PairedFusionDataset:
 
 
 def _loaders(cfg: TrainConfig, rt: Runtime, train_set: PairedFusionDataset, val_set: PairedFusionDataset | None):
-    workers = cfg.workers if cfg.workers is not None else min(4, max(1, cpu_count() // rt.world_size))
+    workers = cfg.workers if cfg.workers is not None else min(4, max(1, available_cpus() // rt.world_size))
     sampler = EpochSampler(len(train_set), cfg.seed, shuffle=True, rank=rt.rank, world_size=rt.world_size)
     loader = DataLoader(
         train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers, collate_fn=collate_pairs,

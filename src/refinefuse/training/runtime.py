@@ -20,9 +20,9 @@ import torch
 import torch.distributed as dist
 
 from ..config import TrainConfig
-from ..errors import InputError
+from ..io import available_cpus
 
-__all__ = ["Runtime", "training_runtime", "cpu_count", "rng_state", "set_rng_state"]
+__all__ = ["Runtime", "training_runtime", "rng_state", "set_rng_state"]
 
 
 @dataclass
@@ -43,21 +43,14 @@ class Runtime:
         return self.world_size > 1
 
 
-def cpu_count() -> int:
-    """CPUs this process may use (its affinity mask where the OS has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _device(cfg: TrainConfig, world: int, local_rank: int) -> torch.device:
-    if cfg.device == "auto":
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        device = torch.device(cfg.device)
-    except RuntimeError:
-        raise InputError(f"unknown device {cfg.device!r} (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {cfg.device!r} requested but CUDA is not available")
-    return torch.device("cuda", local_rank) if device.type == "cuda" and world > 1 else device
+    """:func:`refinefuse.methods.resolve_device`; under ``torchrun`` each process takes its local GPU."""
+    from ..methods import resolve_device
+
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and (world > 1 or cfg.device == "auto"):
+        return torch.device("cuda", local_rank)
+    return device
 
 
 def rng_state() -> dict[str, Any]:
@@ -102,7 +95,7 @@ def training_runtime(cfg: TrainConfig) -> Iterator[Runtime]:
     try:
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        torch.set_num_threads(cfg.threads or max(1, cpu_count() // max(1, world)))
+        torch.set_num_threads(cfg.threads or max(1, available_cpus() // max(1, world)))
         cv2.setNumThreads(1)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
