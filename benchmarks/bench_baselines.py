@@ -38,8 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     folder = dataset_dir("msrs/test", args.data_root)
     ir = luminance(read_image(folder / "ir" / f"{args.pair}.png"))
     vis = luminance(read_image(folder / "vi" / f"{args.pair}.png"))
-    print(f"pair {args.pair} {ir.shape[1]}x{ir.shape[0]}, {args.repeats} runs, {args.threads} threads, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    print(
+        f"pair {args.pair} {ir.shape[1]}x{ir.shape[0]}, {args.repeats} runs, {args.threads} threads, "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    )
     print(f"{'method':8s} {'median ms':>10s} {'min ms':>8s}")
     for name, fuse in BASELINES.items():
         fuse(ir, vis)  # warm-up

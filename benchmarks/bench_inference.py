@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", help="checkpoint (default: shipped weights, else random paper-config init)")
     parser.add_argument("--channels", type=int, nargs="+", help="network widths (default: paper config)")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
-    parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast (very slow on CPUs without bf16 units)")
+    parser.add_argument(
+        "--bf16", action="store_true", help="also time bf16 autocast (very slow on CPUs without bf16 units)"
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
 
@@ -69,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     model = model.eval()
     ir, vis = (cv2.resize(luminance(img), (w, h), interpolation=cv2.INTER_AREA) for img in read_pair(EXAMPLE_PAIR))
     ir_t, vis_t = torch.from_numpy(ir)[None, None], torch.from_numpy(vis)[None, None]
-    print(f"{w}x{h}, {args.threads} threads, torch {torch.__version__}, {args.repeats} runs after {args.warmup}; "
-          f"{weight_note}")
+    print(
+        f"{w}x{h}, {args.threads} threads, torch {torch.__version__}, {args.repeats} runs after {args.warmup}; "
+        f"{weight_note}"
+    )
 
     with torch.no_grad():
         reference = model(ir_t, vis_t).numpy()
@@ -85,8 +89,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:16s} skipped ({results[name]['skipped']})")
             return
         diff = float(np.abs(out.reshape(reference.shape) - reference).max())
-        results[name] = {"median_ms": statistics.median(times), "min_ms": min(times), "max_abs_diff": diff,
-                         "note": note}
+        results[name] = {
+            "median_ms": statistics.median(times),
+            "min_ms": min(times),
+            "max_abs_diff": diff,
+            "note": note,
+        }
         print(f"{name:16s} {statistics.median(times):9.1f} {min(times):9.1f}   {diff:.2e}  {note}")
 
     print(f"{'path':16s} {'median ms':>9s} {'min ms':>9s}   max|diff|")
@@ -143,8 +151,19 @@ def main(argv: list[str] | None = None) -> int:
         record("bf16 autocast", bf16, "reduced precision: not identical")
 
     if args.json:
-        Path(args.json).write_text(json.dumps({"size": f"{w}x{h}", "threads": args.threads, "repeats": args.repeats,
-                                               "weights": weight_note, "results": results}, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "size": f"{w}x{h}",
+                    "threads": args.threads,
+                    "repeats": args.repeats,
+                    "weights": weight_note,
+                    "results": results,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

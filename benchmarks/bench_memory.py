@@ -59,8 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'size':>11} {'tiled':>5} {'base MiB':>9} {'peak MiB':>9} {'seconds':>8}")
     for size in args.sizes:
         w, h = (int(v) for v in size.lower().split("x"))
-        spec = {"h": h, "w": w, "model": args.model, "threads": args.threads, "tile": args.tile, "backend": args.backend,
-                "max_pixels": args.max_pixels}
+        spec = {
+            "h": h,
+            "w": w,
+            "model": args.model,
+            "threads": args.threads,
+            "tile": args.tile,
+            "backend": args.backend,
+            "max_pixels": args.max_pixels,
+        }
         run = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec)], capture_output=True, text=True)
         if run.returncode != 0:
             print(f"{size:>11} failed:\n{run.stderr.strip()}", file=sys.stderr)

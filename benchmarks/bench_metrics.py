@@ -128,15 +128,18 @@ def main() -> None:
             t0 = time.perf_counter()
             ours = functional.vif(f, a, b)
             t_ours = time.perf_counter() - t0
-            print(f"  convolve2d {ref:.12f} ({t_ref:.2f} s)  ours {ours:.12f} ({t_ours * 1000:.0f} ms)"
-                  f"  rel. diff {abs(ours - ref) / abs(ref):.1e}")
+            print(
+                f"  convolve2d {ref:.12f} ({t_ref:.2f} s)  ours {ours:.12f} ({t_ours * 1000:.0f} ms)"
+                f"  rel. diff {abs(ours - ref) / abs(ref):.1e}"
+            )
 
     n = len(pair_folders(args.ir, args.vis))
     print(f"\nfolder: {n} pairs, {len(names)} metrics ({','.join(names)}), {workers} worker process(es):")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0, c0 = time.perf_counter(), time.process_time()
-    results = evaluate_folders({"fused": args.fused}, args.ir, args.vis, metrics=names, profile=profile,
-                               workers=workers, progress=False)
+    results = evaluate_folders(
+        {"fused": args.fused}, args.ir, args.vis, metrics=names, profile=profile, workers=workers, progress=False
+    )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = time.process_time() - c0 + (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

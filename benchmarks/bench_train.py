@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--width", choices=("paper", "small"), default="paper")
     parser.add_argument("--channels-last", action="store_true", help="NHWC tensors (the trainer's CPU default is NCHW)")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU: AVX-512 BF16 where the CPU has it)")
+    parser.add_argument(
+        "--bf16", action="store_true", help="bfloat16 autocast (CPU: AVX-512 BF16 where the CPU has it)"
+    )
     parser.add_argument("--data", default=None, help="dataset (default <shared>/data/msrs/train128)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))

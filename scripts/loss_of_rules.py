@@ -36,13 +36,13 @@ def main() -> None:
 
     dataset = PairedFusionDataset(args.data, crop=None, augment=False, max_pairs=args.pairs)
     model = load_model(args.weights or default_weights(), map_location="cpu").eval()
-    fusers = {"model": lambda ir, vis: model(ir, vis),
-              "ir": lambda ir, vis: ir, "vis": lambda ir, vis: vis}
+    fusers = {"model": lambda ir, vis: model(ir, vis), "ir": lambda ir, vis: ir, "vis": lambda ir, vis: vis}
     for rule in filter(None, args.rules.split(",")):
         if rule not in fusers:
             baseline = get_baseline(rule)
             fusers[rule] = lambda ir, vis, b=baseline: torch.from_numpy(
-                np.clip(b(ir[0, 0].numpy(), vis[0, 0].numpy()), 0, 1)).float()[None, None]
+                np.clip(b(ir[0, 0].numpy(), vis[0, 0].numpy()), 0, 1)
+            ).float()[None, None]
     print(f"{len(dataset)} pairs of {args.data}")
     metrics = ("SCD", "VIF", "Qabf")
     print(f"{'output':8s} {'loss':>7s} {'L_int':>7s} {'L_tex':>7s}" + "".join(f" {m:>7s}" for m in metrics))

@@ -40,7 +40,9 @@ def add_sensor_noise(img: np.ndarray, photons: float, read_noise: float, rng: np
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=24, help="night pairs, evenly spaced (default 24)")
-    parser.add_argument("--photons", type=float, default=40.0, help="electrons at full scale (default 40: a dark street)")
+    parser.add_argument(
+        "--photons", type=float, default=40.0, help="electrons at full scale (default 40: a dark street)"
+    )
     parser.add_argument("--read-noise", type=float, default=2.0, help="Gaussian read noise in grey levels (default 2)")
     parser.add_argument("--methods", default="refinefuse,max,mean")
     parser.add_argument("--weights", default=None, help="checkpoint for refinefuse (default: the shipped weights)")
@@ -56,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     ir_dir, vis_dir = args.out / "ir", args.out / "vi"
     for pair in pairs:
         ir_path, vis_path = ir_dir / f"{pair.name}.png", vis_dir / f"{pair.name}.png"
-        noisy = add_sensor_noise(read_image(pair.vis), args.photons, args.read_noise, rng)  # always drawn: same noise per pair
+        noisy = add_sensor_noise(
+            read_image(pair.vis), args.photons, args.read_noise, rng
+        )  # always drawn: same noise per pair
         if not vis_path.exists():
             write_image(ir_path, read_image(pair.ir))
             write_image(vis_path, noisy)
@@ -70,8 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     means = results.means()
     for method, folder in folders.items():  # AE: FA's added energy over the whole image (noisy regions are not flat)
         scores = [
-            flat_region_artefact(as_grey(read_image(folder / f"{p.name}.png")), as_grey(read_image(ir_dir / f"{p.name}.png")),
-                                 as_grey(read_image(vis_dir / f"{p.name}.png")), flat=np.inf)
+            flat_region_artefact(
+                as_grey(read_image(folder / f"{p.name}.png")),
+                as_grey(read_image(ir_dir / f"{p.name}.png")),
+                as_grey(read_image(vis_dir / f"{p.name}.png")),
+                flat=np.inf,
+            )
             for p in pairs
         ]
         means[method]["AE"] = float(np.mean(scores))

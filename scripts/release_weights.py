@@ -64,8 +64,12 @@ def lineage(checkpoint: Path) -> list[dict]:
 
 def _schedule(cfg: dict) -> str:
     crop = cfg.get("crop")
-    crops = "whole 128x128 images" if crop is None or crop >= 128 else f"random {crop}x{crop} crops of the 128x128 images"
-    loss = {"full": "paper loss `full`", "A": "loss `A`", "B": "loss `B` (max-intensity, Table 8)", "C": "loss `C`"}[cfg.get("loss", "full")]
+    crops = (
+        "whole 128x128 images" if crop is None or crop >= 128 else f"random {crop}x{crop} crops of the 128x128 images"
+    )
+    loss = {"full": "paper loss `full`", "A": "loss `A`", "B": "loss `B` (max-intensity, Table 8)", "C": "loss `C`"}[
+        cfg.get("loss", "full")
+    ]
     optimizer = {"sgd": f"SGD (momentum {cfg.get('momentum')})", "adam": "Adam"}[cfg.get("optimizer", "sgd")]
     decay = {
         "cosine": f"cosine to {cfg.get('min_lr')}",
@@ -83,7 +87,9 @@ def main() -> None:
     parser.add_argument("--run", required=True, type=Path, help="training run folder (log.csv, best.pt, last.pt)")
     parser.add_argument("--checkpoint", default="best.pt", help="checkpoint in the run folder to ship")
     parser.add_argument("--table", type=Path, help="results/msrs/table.md from refinefuse reproduce")
-    parser.add_argument("--notes", type=Path, help="Markdown file with the reasons for the schedule, quoted in the card")
+    parser.add_argument(
+        "--notes", type=Path, help="Markdown file with the reasons for the schedule, quoted in the card"
+    )
     parser.add_argument("--out", type=Path, default=Path("src/refinefuse/weights"))
     parser.add_argument("--device", default=f"CPU ({_cpu_name()}), {os.cpu_count()} cores, no GPU")
     args = parser.parse_args()
@@ -153,8 +159,11 @@ def main() -> None:
             cells.append(r["pairs_per_s"])
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["(Validation metrics on the 4 held-out 128x128 training pairs, so only a trend; the losses are",
-              "each stage's own loss.)", ""]
+    lines += [
+        "(Validation metrics on the 4 held-out 128x128 training pairs, so only a trend; the losses are",
+        "each stage's own loss.)",
+        "",
+    ]
     if args.notes:
         lines += ["## Why this schedule", "", args.notes.read_text().strip(), ""]
     if args.table:

@@ -53,12 +53,17 @@ def main(argv: list[str] | None = None) -> int:
         methods = {}
         for label, weights in zip(labels, args.weights):
             methods[label] = folder / label
-            fuse_paths(folder / "ir", folder / "vi", methods[label], weights=weights, skip_existing=True, progress=False)
+            fuse_paths(
+                folder / "ir", folder / "vi", methods[label], weights=weights, skip_existing=True, progress=False
+            )
         for rule in ("max", "mean"):
             methods[rule] = folder / rule
             fuse_paths(folder / "ir", folder / "vi", methods[rule], method=rule, skip_existing=True, progress=False)
         res = evaluate_folders(methods, folder / "ir", folder / "vi", metrics=(*PAPER_METRICS, "FA"), progress=False)
-        tables.append(f"train128 pairs x{scale:g} ({len(pick)} pairs)\n\n" + markdown_table(res.means(), res.metrics, counts=res.counts()))
+        tables.append(
+            f"train128 pairs x{scale:g} ({len(pick)} pairs)\n\n"
+            + markdown_table(res.means(), res.metrics, counts=res.counts())
+        )
     text = "\n\n".join(tables)
     print(text)
     (args.out / "table.md").write_text(text)

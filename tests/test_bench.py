@@ -21,8 +21,17 @@ THREADS_BEFORE = torch.get_num_threads()
 
 @pytest.fixture(scope="module")
 def tiny_result():
-    return run_benchmark(["refinefuse", "mean", "gff"], sizes=((64, 48), (72, 40)), mac_sizes=(64, 32),
-                         device="cpu", threads=1, repeats=2, warmup=1, model_overrides=TINY, progress=False)
+    return run_benchmark(
+        ["refinefuse", "mean", "gff"],
+        sizes=((64, 48), (72, 40)),
+        mac_sizes=(64, 32),
+        device="cpu",
+        threads=1,
+        repeats=2,
+        warmup=1,
+        model_overrides=TINY,
+        progress=False,
+    )
 
 
 def test_rows_and_values(tiny_result):
@@ -54,8 +63,16 @@ def test_efficiency_table(tiny_result):
     lines = table.splitlines()
     header = next(line for line in lines if line.startswith("| Method"))
     cells = [c.strip() for c in header.strip("|").split("|")]
-    assert cells == ["Method", "Params (M)", "MACs 64x64 (G)", "MACs 32x32 (G)", "Forward 64x48 (ms)",
-                     "Forward 72x40 (ms)", "File 64x48 (ms)", "File 72x40 (ms)"]
+    assert cells == [
+        "Method",
+        "Params (M)",
+        "MACs 64x64 (G)",
+        "MACs 32x32 (G)",
+        "Forward 64x48 (ms)",
+        "Forward 72x40 (ms)",
+        "File 64x48 (ms)",
+        "File 72x40 (ms)",
+    ]
     body = [line for line in lines if line.startswith("| ") and not line.startswith("| Method")]
     assert [b.split("|")[1].strip() for b in body] == ["refinefuse", "mean", "gff"]
     mean_cells = [c.strip() for c in body[1].strip("|").split("|")]
@@ -67,8 +84,17 @@ def test_efficiency_table(tiny_result):
 def test_checkpoint_weights_and_batch(tmp_path):
     model = create_model("refinefuse", channels=[8, 8, 16, 16])
     ckpt = save_checkpoint(tmp_path / "tiny.pt", model)
-    result = run_benchmark(["refinefuse"], sizes=((40, 32),), mac_sizes=(32,), device="cpu", batch_size=2,
-                           repeats=1, warmup=0, weights=ckpt, progress=False)
+    result = run_benchmark(
+        ["refinefuse"],
+        sizes=((40, 32),),
+        mac_sizes=(32,),
+        device="cpu",
+        batch_size=2,
+        repeats=1,
+        warmup=0,
+        weights=ckpt,
+        progress=False,
+    )
     assert result["rows"][0]["params"] == count_params(model)
     assert any(str(ckpt) in n for n in result["notes"])
     assert result["settings"]["batch_size"] == 2
@@ -76,8 +102,17 @@ def test_checkpoint_weights_and_batch(tmp_path):
 
 def test_onnx_row_matches_network_size():
     pytest.importorskip("onnxruntime")
-    result = run_benchmark(["refinefuse", "refinefuse-onnx"], sizes=((40, 32),), mac_sizes=(32,), device="cpu",
-                           batch_size=2, repeats=1, warmup=0, model_overrides=TINY, progress=False)
+    result = run_benchmark(
+        ["refinefuse", "refinefuse-onnx"],
+        sizes=((40, 32),),
+        mac_sizes=(32,),
+        device="cpu",
+        batch_size=2,
+        repeats=1,
+        warmup=0,
+        model_overrides=TINY,
+        progress=False,
+    )
     net, ort_row = result["rows"]
     assert ort_row["method"] == "refinefuse-onnx"
     assert ort_row["params"] == net["params"] and ort_row["macs"] == net["macs"]
@@ -88,17 +123,29 @@ def test_onnx_row_matches_network_size():
 
 
 def test_bf16_on_cpu_runs():
-    result = run_benchmark(["refinefuse"], sizes=((32, 32),), mac_sizes=(32,), device="cpu", precision="bf16",
-                           repeats=1, warmup=0, model_overrides=TINY, progress=False)
+    result = run_benchmark(
+        ["refinefuse"],
+        sizes=((32, 32),),
+        mac_sizes=(32,),
+        device="cpu",
+        precision="bf16",
+        repeats=1,
+        warmup=0,
+        model_overrides=TINY,
+        progress=False,
+    )
     assert result["settings"]["precision"] == "bf16" and result["rows"][0]["forward_ms"]["32x32"] > 0
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"methods": ["nope"]}, "unknown fusion method"),
-    ({"precision": "fp16", "device": "cpu"}, "fp16"),
-    ({"repeats": 0}, "repeats"),
-    ({"sizes": ((0, 10),)}, "positive"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"methods": ["nope"]}, "unknown fusion method"),
+        ({"precision": "fp16", "device": "cpu"}, "fp16"),
+        ({"repeats": 0}, "repeats"),
+        ({"sizes": ((0, 10),)}, "positive"),
+    ],
+)
 def test_bad_arguments(kwargs, words):
     with pytest.raises(InputError, match=words):
         run_benchmark(**{"mac_sizes": (32,), "model_overrides": TINY, "progress": False, **kwargs})
@@ -106,8 +153,26 @@ def test_bad_arguments(kwargs, words):
 
 def test_cli_quick_writes_json_and_markdown(tmp_path, capsys):
     out = tmp_path / "bench" / "result.json"
-    rc = main(["bench", "--quick", "--channels", "8", "8", "8", "8", "--methods", "refinefuse,max", "--device", "cpu",
-               "--threads", "1", "--quiet", "--out", str(out)])
+    rc = main(
+        [
+            "bench",
+            "--quick",
+            "--channels",
+            "8",
+            "8",
+            "8",
+            "8",
+            "--methods",
+            "refinefuse,max",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     data = json.loads(out.read_text())

@@ -48,8 +48,9 @@ def hostile(tmp_path):
 
 def _cli(args: list[str], cwd: Path, shared: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "REFINEFUSE_DATA_ROOT": str(shared)}
-    return subprocess.run([sys.executable, "-m", "refinefuse.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "refinefuse.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 def _assert_refused(proc: subprocess.CompletedProcess, path: Path, marker: Path) -> None:
@@ -94,8 +95,19 @@ def test_every_cli_entry_point_refuses(hostile, tmp_path, entry, shared_root):
         "init": ["train", "--data", str(data_dir), "--out", str(out), "--epochs", "1", "--set", f"init={path}"],
         "export-onnx": ["export-onnx", "--out", str(out / "m.onnx"), "--weights", str(path)],
         "bench": ["bench", "--quick", "--methods", "refinefuse", "--weights", str(path)],
-        "reproduce": ["reproduce", "--dataset", "mri_ct", "--methods", "refinefuse", "--max-pairs", "1",
-                      "--weights", str(path), "--out", str(out)],
+        "reproduce": [
+            "reproduce",
+            "--dataset",
+            "mri_ct",
+            "--methods",
+            "refinefuse",
+            "--max-pairs",
+            "1",
+            "--weights",
+            str(path),
+            "--out",
+            str(out),
+        ],
     }[entry]
     _assert_refused(_cli(args, tmp_path, shared_root), path, marker)
 

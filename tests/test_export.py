@@ -204,7 +204,26 @@ def test_cli_backend_torch_and_onnx_agree(tiny_ckpt, tmp_path):
     write_image(ir, (a * 255).astype(np.uint8))
     write_image(vis, (b * 255).astype(np.uint8))
     for backend in ("torch", "onnx"):
-        assert main(["fuse", "--ir", ir, "--vis", vis, "--out", str(tmp_path / f"{backend}.png"), "--weights",
-                     str(tiny_ckpt), "--device", "cpu", "--backend", backend, "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "fuse",
+                    "--ir",
+                    ir,
+                    "--vis",
+                    vis,
+                    "--out",
+                    str(tmp_path / f"{backend}.png"),
+                    "--weights",
+                    str(tiny_ckpt),
+                    "--device",
+                    "cpu",
+                    "--backend",
+                    backend,
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     diff = np.abs(read_image(tmp_path / "torch.png").astype(int) - read_image(tmp_path / "onnx.png").astype(int))
     assert diff.max() <= 1

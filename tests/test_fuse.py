@@ -77,8 +77,22 @@ def test_fuse_images_with_model_odd_size():
 
 def test_cli_fuse_file_pair(data_dir, tmp_path, tiny_ckpt):
     out = tmp_path / "fused.png"
-    rc = main(["fuse", "--ir", str(data_dir / "msrs/test/ir/00004N.png"), "--vis", str(data_dir / "msrs/test/vi/00004N.png"),
-               "--out", str(out), "--weights", str(tiny_ckpt), "--device", "cpu", "--quiet"])
+    rc = main(
+        [
+            "fuse",
+            "--ir",
+            str(data_dir / "msrs/test/ir/00004N.png"),
+            "--vis",
+            str(data_dir / "msrs/test/vi/00004N.png"),
+            "--out",
+            str(out),
+            "--weights",
+            str(tiny_ckpt),
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     assert read_image(out).shape == (480, 640, 3)
 
@@ -117,11 +131,15 @@ def test_cli_bad_inputs(data_dir, tmp_path, capsys, tiny_ckpt):
     out = tmp_path / "out"
     base = ["--out", str(out), "--weights", str(tiny_ckpt), "--quiet"]
     # missing file
-    assert "missing.png: no such file" in _err(capsys, ["fuse", "--ir", str(tmp_path / "missing.png"), "--vis", str(vi / "00004N.png")] + base)
+    assert "missing.png: no such file" in _err(
+        capsys, ["fuse", "--ir", str(tmp_path / "missing.png"), "--vis", str(vi / "00004N.png")] + base
+    )
     # unreadable file
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG broken")
-    assert "bad.png: not a readable image" in _err(capsys, ["fuse", "--ir", str(bad), "--vis", str(vi / "00004N.png")] + base)
+    assert "bad.png: not a readable image" in _err(
+        capsys, ["fuse", "--ir", str(bad), "--vis", str(vi / "00004N.png")] + base
+    )
     # size mismatch
     small = tmp_path / "small.png"
     write_image(small, np.zeros((10, 10), np.uint8))
@@ -135,11 +153,50 @@ def test_cli_bad_inputs(data_dir, tmp_path, capsys, tiny_ckpt):
     assert "contains no images" in _err(capsys, ["fuse", "--ir", str(empty), "--vis", str(vi)] + base)
     # output would replace an input
     assert "would overwrite an input" in _err(
-        capsys, ["fuse", "--ir", str(ir / "00004N.png"), "--vis", str(vi / "00004N.png"), "--out", str(ir / "00004N.png"), "--method", "max", "--overwrite"])
+        capsys,
+        [
+            "fuse",
+            "--ir",
+            str(ir / "00004N.png"),
+            "--vis",
+            str(vi / "00004N.png"),
+            "--out",
+            str(ir / "00004N.png"),
+            "--method",
+            "max",
+            "--overwrite",
+        ],
+    )
     # unknown method
-    assert "nosuch" in _err(capsys, ["fuse", "--ir", str(ir / "00004N.png"), "--vis", str(vi / "00004N.png"), "--out", str(tmp_path / "o.png"), "--method", "nosuch"])
+    assert "nosuch" in _err(
+        capsys,
+        [
+            "fuse",
+            "--ir",
+            str(ir / "00004N.png"),
+            "--vis",
+            str(vi / "00004N.png"),
+            "--out",
+            str(tmp_path / "o.png"),
+            "--method",
+            "nosuch",
+        ],
+    )
     # bad checkpoint
-    assert "junk.pt" in _err(capsys, ["fuse", "--ir", str(ir / "00004N.png"), "--vis", str(vi / "00004N.png"), "--out", str(tmp_path / "o.png"), "--weights", str(bad.with_name("junk.pt"))])
+    assert "junk.pt" in _err(
+        capsys,
+        [
+            "fuse",
+            "--ir",
+            str(ir / "00004N.png"),
+            "--vis",
+            str(vi / "00004N.png"),
+            "--out",
+            str(tmp_path / "o.png"),
+            "--weights",
+            str(bad.with_name("junk.pt")),
+        ],
+    )
     # nothing was written by any failing call
     assert not out.exists() and not (tmp_path / "o.png").exists()
 
@@ -148,13 +205,24 @@ def test_mismatch_midway_leaves_only_complete_outputs(data_dir, tmp_path, capsys
     ir, vi = _copy_pairs(data_dir, tmp_path, ["00004N", "00008N"])
     write_image(ir / "00008N.png", np.zeros((10, 10), np.uint8))
     out = tmp_path / "out"
-    assert "00008N.png: size 10x10" in _err(capsys, ["fuse", "--ir", str(ir), "--vis", str(vi), "--out", str(out), "--method", "mean", "--quiet"])
+    assert "00008N.png: size 10x10" in _err(
+        capsys, ["fuse", "--ir", str(ir), "--vis", str(vi), "--out", str(out), "--method", "mean", "--quiet"]
+    )
     assert [p.name for p in out.iterdir()] == ["00004N.png"]
     assert read_image(out / "00004N.png").shape == (480, 640, 3)
 
 
 def test_default_weights(data_dir, tmp_path, capsys, monkeypatch):
-    argv = ["fuse", "--ir", str(data_dir / "tno/ir/01.png"), "--vis", str(data_dir / "tno/vi/01.png"), "--out", str(tmp_path / "f.png"), "--quiet"]
+    argv = [
+        "fuse",
+        "--ir",
+        str(data_dir / "tno/ir/01.png"),
+        "--vis",
+        str(data_dir / "tno/vi/01.png"),
+        "--out",
+        str(tmp_path / "f.png"),
+        "--quiet",
+    ]
     assert default_weights() is not None, "the package ships default weights"
     assert main(argv) == 0  # no --weights needed
     assert read_image(tmp_path / "f.png").ndim == 2
@@ -174,7 +242,7 @@ def test_demo_bundled_pair(tmp_path, tiny_ckpt, capsys):
     assert "output exists" in _err(capsys, ["demo", "--out", str(out), "--weights", str(tiny_ckpt)])
 
 
-# ----------------------------------------------------------------------------- issue 11: resuming, races, bad device, NaN
+# ------------------------------------------------------------------- issue 11: resuming, races, bad device, NaN
 def _synthetic_pairs(tmp_path, names=("a", "b", "c"), size=(12, 16)):
     rng = np.random.default_rng(0)
     ir, vi = tmp_path / "ir", tmp_path / "vi"
@@ -213,8 +281,22 @@ def test_skip_existing_fuses_missing_and_undecodable_only(tmp_path, capsys):
 
 def test_skip_existing_with_overwrite_is_an_error(tmp_path, capsys):
     ir, vi = _synthetic_pairs(tmp_path, names=("a",))
-    err = _err(capsys, ["fuse", "--ir", str(ir), "--vis", str(vi), "--out", str(tmp_path / "out"), "--method", "max",
-                        "--skip-existing", "--overwrite"])
+    err = _err(
+        capsys,
+        [
+            "fuse",
+            "--ir",
+            str(ir),
+            "--vis",
+            str(vi),
+            "--out",
+            str(tmp_path / "out"),
+            "--method",
+            "max",
+            "--skip-existing",
+            "--overwrite",
+        ],
+    )
     assert "--skip-existing and --overwrite" in err
     assert not (tmp_path / "out").exists()
 
@@ -273,7 +355,8 @@ def test_output_folder_not_writable(tmp_path, monkeypatch, capsys):
         locked.chmod(0o500)
         try:
             assert "output folder is not writable" in _err(
-                capsys, ["fuse", "--ir", str(ir), "--vis", str(vi), "--out", str(locked), "--quiet"])
+                capsys, ["fuse", "--ir", str(ir), "--vis", str(vi), "--out", str(locked), "--quiet"]
+            )
         finally:
             locked.chmod(0o700)
 
@@ -292,7 +375,9 @@ def test_output_folder_not_writable(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "new").exists()
 
 
-@pytest.mark.parametrize("device", ["tpu", "garbage", "", "cuda:-1", "meta", "cuda:7" if not torch.cuda.is_available() else "cuda:999"])
+@pytest.mark.parametrize(
+    "device", ["tpu", "garbage", "", "cuda:-1", "meta", "cuda:7" if not torch.cuda.is_available() else "cuda:999"]
+)
 def test_bad_device_is_input_error(device):
     with pytest.raises(InputError, match="--device"):
         resolve_device(device)
@@ -312,7 +397,9 @@ def test_cli_bad_device_one_line(tmp_path, capsys, tiny_ckpt, monkeypatch):
     if not torch.cuda.is_available():
         assert "no CUDA device" in _err(capsys, base + ["--weights", str(tiny_ckpt), "--device", "cuda:7"])
     monkeypatch.undo()
-    assert "unknown device 'tpu'" in _err(capsys, ["demo", "--out", str(tmp_path / "d"), "--method", "max", "--device", "tpu"])
+    assert "unknown device 'tpu'" in _err(
+        capsys, ["demo", "--out", str(tmp_path / "d"), "--method", "max", "--device", "tpu"]
+    )
     assert not (tmp_path / "d").exists()
     assert not (tmp_path / "o.png").exists()
 
@@ -322,10 +409,14 @@ def test_non_finite_network_output(tmp_path, monkeypatch, capsys, bad):
     ir, vi = _synthetic_pairs(tmp_path, names=("a",))
     monkeypatch.setattr("refinefuse.fuse.get_fuser", lambda *a, **k: lambda x, y: np.full_like(x, bad))
     out = tmp_path / "out"
-    with pytest.raises(InputError, match=r"a\.png: the network gave non-finite output \(NaN/inf\); the weights may be corrupt"):
+    with pytest.raises(
+        InputError, match=r"a\.png: the network gave non-finite output \(NaN/inf\); the weights may be corrupt"
+    ):
         fuse_paths(ir, vi, out, progress=False)
     assert not out.exists() or list(out.iterdir()) == []
-    err = _err(capsys, ["fuse", "--ir", str(ir / "a.png"), "--vis", str(vi / "a.png"), "--out", str(tmp_path / "f.png")])
+    err = _err(
+        capsys, ["fuse", "--ir", str(ir / "a.png"), "--vis", str(vi / "a.png"), "--out", str(tmp_path / "f.png")]
+    )
     assert str(ir / "a.png") in err and "non-finite" in err
     assert not (tmp_path / "f.png").exists()
     with pytest.raises(InputError, match="non-finite"):
@@ -345,9 +436,24 @@ def test_cli_truncated_png_one_stderr_line(tmp_path):
     cut.write_bytes(data[: len(data) // 2])
     # same size as the partner would not matter: reading fails first
     proc = subprocess.run(
-        [sys.executable, "-m", "refinefuse", "fuse", "--ir", str(cut), "--vis", str(vi / "a.png"),
-         "--out", str(tmp_path / "f.png"), "--method", "max", "--quiet"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "refinefuse",
+            "fuse",
+            "--ir",
+            str(cut),
+            "--vis",
+            str(vi / "a.png"),
+            "--out",
+            str(tmp_path / "f.png"),
+            "--method",
+            "max",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [f"refinefuse: error: {cut}: not a readable image"]

@@ -23,7 +23,9 @@ from refinefuse.models import create_model
 # Derandomized in the test suite (the same examples every run, so CI cannot flake); set
 # REFINEFUSE_FUZZ_EXAMPLES=5000 to search longer with fresh random examples.
 _LONG = int(os.environ.get("REFINEFUSE_FUZZ_EXAMPLES", "0"))
-FUZZ = settings(max_examples=_LONG or 80, derandomize=not _LONG, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=_LONG or 80, derandomize=not _LONG, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def _png() -> bytes:
@@ -39,7 +41,10 @@ def _checkpoints() -> list[bytes]:
     return [pt, st_]
 
 
-SEEDS = {"png": _png(), "yaml": b"lr: 1.0e-3\nepochs: 3\ncrop: 64\nsalient_classes: [1, 2]\nmodel_overrides: {levels: 3}\n"}
+SEEDS = {
+    "png": _png(),
+    "yaml": b"lr: 1.0e-3\nepochs: 3\ncrop: 64\nsalient_classes: [1, 2]\nmodel_overrides: {levels: 3}\n",
+}
 CKPTS = _checkpoints()
 
 

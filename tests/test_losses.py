@@ -101,7 +101,9 @@ def test_texture_loss_hand_computed_and_elementwise_max():
     right[..., :, 10:] = _ramp(a, w=w)[..., :, 10:]
     target = torch.maximum(sobel_magnitude(left), sobel_magnitude(right))
     fused = ramp  # its gradient magnitude differs from the target only near the seam
-    assert texture_loss(fused, left, right).item() == pytest.approx((sobel_magnitude(fused) - target).abs().mean().item())
+    assert texture_loss(fused, left, right).item() == pytest.approx(
+        (sobel_magnitude(fused) - target).abs().mean().item()
+    )
     assert texture_loss(fused, left, right) < texture_loss(fused, left, flat)
 
 
@@ -162,7 +164,9 @@ def test_flat_texture_loss_matches_the_fa_measure_and_trains_flat():
     waves = sky + 3 * np.sin(x / 2.0)
     t = lambda a: torch.tensor(a / 255, dtype=torch.float32)[None, None]  # noqa: E731
     assert flat_texture_loss(t(sky), t(sky), t(sky)).item() == 0.0
-    assert flat_texture_loss(t(waves), t(sky), t(sky)).item() == pytest.approx(flat_region_artefact(waves, sky, sky), rel=0.05)
+    assert flat_texture_loss(t(waves), t(sky), t(sky)).item() == pytest.approx(
+        flat_region_artefact(waves, sky, sky), rel=0.05
+    )
     fused = t(waves).requires_grad_(True)
     total, terms = FusionLoss(flat_weight=2.0)(fused, t(sky), t(sky))
     total.backward()

@@ -56,7 +56,9 @@ def test_variant_by_name(l3_ckpt):
 
 
 def test_mismatch_and_missing_weights_are_one_line_errors(l3_ckpt):
-    with pytest.raises(InputError, match=r"l3\.pt: holds model 'refinefuse_l3', not 'refinefuse' \(pass --method refinefuse_l3\)"):
+    with pytest.raises(
+        InputError, match=r"l3\.pt: holds model 'refinefuse_l3', not 'refinefuse' \(pass --method refinefuse_l3\)"
+    ):
         get_fuser("refinefuse", weights=l3_ckpt, device="cpu")
     with pytest.raises(InputError, match="no trained weights ship for method 'refinefuse_no_fim': pass --weights"):
         get_fuser("refinefuse_no_fim", device="cpu")
@@ -85,12 +87,28 @@ def test_cli_fuse_with_a_variant(l3_ckpt, tmp_path, capsys):
 def test_bench_times_a_variant(l3_ckpt):
     from refinefuse.bench import run_benchmark
 
-    result = run_benchmark(["refinefuse_l3", "max"], sizes=((32, 24),), mac_sizes=(32,), device="cpu",
-                           repeats=1, warmup=0, weights=l3_ckpt, progress=False)
+    result = run_benchmark(
+        ["refinefuse_l3", "max"],
+        sizes=((32, 24),),
+        mac_sizes=(32,),
+        device="cpu",
+        repeats=1,
+        warmup=0,
+        weights=l3_ckpt,
+        progress=False,
+    )
     net = result["rows"][0]
     assert net["method"] == "refinefuse_l3" and net["params"] > 0 and net["file_ms"]["32x24"] > 0
     with pytest.raises(InputError, match="holds model 'refinefuse_l3'"):
-        run_benchmark(["refinefuse"], sizes=((32, 24),), mac_sizes=(32,), device="cpu", repeats=1, warmup=0,
-                      weights=l3_ckpt, progress=False)
+        run_benchmark(
+            ["refinefuse"],
+            sizes=((32, 24),),
+            mac_sizes=(32,),
+            device="cpu",
+            repeats=1,
+            warmup=0,
+            weights=l3_ckpt,
+            progress=False,
+        )
     with pytest.raises(InputError, match="unknown fusion method 'max-onnx'"):
         run_benchmark(["max-onnx"], progress=False)

@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from test_train import _config
+
 from refinefuse.checkpoint import read_checkpoint
 from refinefuse.training import train
-
-from test_train import _config
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "release_weights.py"
 
@@ -22,8 +22,22 @@ def test_card_follows_the_init_chain(data_dir, tmp_path):
     notes = tmp_path / "notes.md"
     notes.write_text("Why: a test.")
     out = tmp_path / "weights"
-    subprocess.run([sys.executable, str(SCRIPT), "--run", str(second), "--checkpoint", "last.pt",
-                    "--notes", str(notes), "--out", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--run",
+            str(second),
+            "--checkpoint",
+            "last.pt",
+            "--notes",
+            str(notes),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
     state = read_checkpoint(out / "refinefuse_msrs.safetensors")
     meta = state["meta"]
     assert meta["stage_epochs"] == [2, 1] and meta["epochs"] == 3 and len(meta["commands"]) == 2

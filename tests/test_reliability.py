@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
-import pytest
 import torch
 
 from refinefuse.checkpoint import save_checkpoint
@@ -126,7 +125,19 @@ def _tiny_ckpt(d: Path, edit=None) -> Path:
 
 def _network(d: Path, ckpt: Path) -> list[str]:
     ir, vi = _pair(d)
-    return ["fuse", "--ir", str(ir), "--vis", str(vi), "--out", str(d / "o.png"), "--weights", str(ckpt), "--backend", "torch"]
+    return [
+        "fuse",
+        "--ir",
+        str(ir),
+        "--vis",
+        str(vi),
+        "--out",
+        str(d / "o.png"),
+        "--weights",
+        str(ckpt),
+        "--backend",
+        "torch",
+    ]
 
 
 def _hostile_ckpt(d):
@@ -151,6 +162,7 @@ def _nan_weights(d):
         for value in state["state_dict"].values():
             if value.is_floating_point():
                 value.fill_(float("nan"))
+
     return _network(d, _tiny_ckpt(d, poison))
 
 
@@ -231,7 +243,10 @@ def test_reliability_table_matches_the_commands(tmp_path, capsys):
         assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("refinefuse: error: "), (case.what, rc, err)
         assert "payload-ran" not in err
         outputs = [p for p in (tmp_path / f"case{i}").rglob("*") if p.name.startswith(("o.png", ".refinefuse-tmp"))]
-        assert not [p for p in outputs if p.stat().st_size > 1], (case.what, outputs)  # only the pre-existing 1-byte file
+        assert not [p for p in outputs if p.stat().st_size > 1], (
+            case.what,
+            outputs,
+        )  # only the pre-existing 1-byte file
         produced.append(err)
         rows.append(f"| {case.what} | `refinefuse {command}` | {rc} | `{err}` |")
     text = HEADER + "\n".join(rows) + "\n"

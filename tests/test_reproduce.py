@@ -14,7 +14,7 @@ from refinefuse.errors import InputError
 from refinefuse.io import read_image
 from refinefuse.metrics import PAPER_METRICS
 from refinefuse.models import create_model
-from refinefuse.reproduce import GAP, TITLE_HEIGHT, montage, resolve_methods, reproduce, salient_box, zoom_panel
+from refinefuse.reproduce import GAP, TITLE_HEIGHT, montage, reproduce, resolve_methods, salient_box, zoom_panel
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +24,16 @@ def tiny_ckpt(tmp_path_factory):
 
 
 def _header(table: str) -> list[str]:
-    line = next(l for l in table.splitlines() if l.startswith("| Method"))
+    line = next(row for row in table.splitlines() if row.startswith("| Method"))
     return [c.strip().split(" ")[0] for c in line.strip("|").split("|")][1:]
 
 
 def _row_names(table: str) -> list[str]:
-    return [l.split("|")[1].strip() for l in table.splitlines() if l.startswith("| ") and not l.startswith("| Method")]
+    return [
+        row.split("|")[1].strip()
+        for row in table.splitlines()
+        if row.startswith("| ") and not row.startswith("| Method")
+    ]
 
 
 def _figure_shape(n_panels: int, h: int, w: int, columns: int = 5) -> tuple[int, int, int]:
@@ -41,8 +45,18 @@ def _figure_shape(n_panels: int, h: int, w: int, columns: int = 5) -> tuple[int,
 @pytest.fixture(scope="module")
 def msrs_run(shared_root, tmp_path_factory, tiny_ckpt):
     out = tmp_path_factory.mktemp("results")
-    res = reproduce("msrs", out=out, data_root_dir=shared_root, methods="refinefuse,max", weights=tiny_ckpt,
-                    device="cpu", max_pairs=3, workers=1, progress=False, log=lambda m: None)
+    res = reproduce(
+        "msrs",
+        out=out,
+        data_root_dir=shared_root,
+        methods="refinefuse,max",
+        weights=tiny_ckpt,
+        device="cpu",
+        max_pairs=3,
+        workers=1,
+        progress=False,
+        log=lambda m: None,
+    )
     return out, res
 
 
@@ -63,7 +77,7 @@ def test_msrs_table_layout(msrs_run):
     # how many images each mean is over (all finite here, so the table shows no counts for max)
     assert {m: data["n_finite"]["max"][m] for m in PAPER_METRICS} == {m: 3 for m in PAPER_METRICS}
     assert data["measured"]["max"]["FA"] is None or data["measured"]["max"]["FA"] < 0.05  # max adds no texture
-    rows = [l.split(",") for l in (out / "msrs" / "per_image.csv").read_text().splitlines()[1:]]
+    rows = [line.split(",") for line in (out / "msrs" / "per_image.csv").read_text().splitlines()[1:]]
     vif_max = [float(r[2]) for r in rows if r[0] == "max"]
     assert len(vif_max) == 3
     assert data["measured"]["max"]["VIF"] == pytest.approx(np.mean(vif_max))
@@ -87,24 +101,69 @@ def test_rerun_reuses_fused_images(msrs_run, shared_root, tiny_ckpt):
     out, _ = msrs_run
     files = sorted((out / "msrs" / "max").glob("*.png"))
     stamps = [f.stat().st_mtime_ns for f in files]
-    res = reproduce("msrs", out=out, data_root_dir=shared_root, methods="refinefuse,max", weights=tiny_ckpt,
-                    device="cpu", max_pairs=3, workers=1, progress=False, log=lambda m: None)
+    res = reproduce(
+        "msrs",
+        out=out,
+        data_root_dir=shared_root,
+        methods="refinefuse,max",
+        weights=tiny_ckpt,
+        device="cpu",
+        max_pairs=3,
+        workers=1,
+        progress=False,
+        log=lambda m: None,
+    )
     assert res["fused"] == {"refinefuse": 0, "max": 0, "mean": 0}
     assert res["reused"]["max"] == 4
     assert [f.stat().st_mtime_ns for f in files] == stamps
     # another checkpoint must not silently reuse images of the old one
     other = save_checkpoint(out / "other.pt", create_model("refinefuse", channels=[8, 8, 16, 16]))
     with pytest.raises(InputError, match="another checkpoint"):
-        reproduce("msrs", out=out, data_root_dir=shared_root, methods="refinefuse", weights=other,
-                  device="cpu", max_pairs=3, workers=1, progress=False, log=lambda m: None)
-    res = reproduce("msrs", out=out, data_root_dir=shared_root, methods="max", max_pairs=3, workers=1,
-                    overwrite=True, progress=False, log=lambda m: None)
+        reproduce(
+            "msrs",
+            out=out,
+            data_root_dir=shared_root,
+            methods="refinefuse",
+            weights=other,
+            device="cpu",
+            max_pairs=3,
+            workers=1,
+            progress=False,
+            log=lambda m: None,
+        )
+    res = reproduce(
+        "msrs",
+        out=out,
+        data_root_dir=shared_root,
+        methods="max",
+        max_pairs=3,
+        workers=1,
+        overwrite=True,
+        progress=False,
+        log=lambda m: None,
+    )
     assert res["fused"]["max"] == 4 and [f.stat().st_mtime_ns for f in files] != stamps
 
 
 def test_medical_cli_in_process(shared_root, tmp_path, capsys):
-    argv = ["reproduce", "--dataset", "mri_pet", "--data-root", str(shared_root), "--methods", "max",
-            "--max-pairs", "2", "--out", str(tmp_path), "--workers", "1", "--quiet", "--zoom", "100,100,40,30"]
+    argv = [
+        "reproduce",
+        "--dataset",
+        "mri_pet",
+        "--data-root",
+        str(shared_root),
+        "--methods",
+        "max",
+        "--max-pairs",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--workers",
+        "1",
+        "--quiet",
+        "--zoom",
+        "100,100,40,30",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert _header(printed) == [*PAPER_METRICS, "FA"]
@@ -119,8 +178,16 @@ def test_medical_cli_in_process(shared_root, tmp_path, capsys):
 
 
 def test_roadscene_has_no_published_rows(shared_root, tmp_path):
-    res = reproduce("roadscene", out=tmp_path, data_root_dir=shared_root, methods=["mean"], max_pairs=2,
-                    workers=1, progress=False, log=lambda m: None)
+    res = reproduce(
+        "roadscene",
+        out=tmp_path,
+        data_root_dir=shared_root,
+        methods=["mean"],
+        max_pairs=2,
+        workers=1,
+        progress=False,
+        log=lambda m: None,
+    )
     table = res["table"].read_text()
     assert res["published"] == {}
     assert "(published)" not in _row_names(table) and _row_names(table) == ["mean", "max"]
@@ -139,22 +206,37 @@ def test_default_methods_skip_network_without_weights(monkeypatch):
 
 def test_explicit_network_without_weights_is_an_error(shared_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("refinefuse.methods.SHIPPED_WEIGHTS", {})
-    argv = ["reproduce", "--dataset", "mri_ct", "--data-root", str(shared_root), "--methods", "refinefuse",
-            "--max-pairs", "1", "--out", str(tmp_path), "--quiet"]
+    argv = [
+        "reproduce",
+        "--dataset",
+        "mri_ct",
+        "--data-root",
+        str(shared_root),
+        "--methods",
+        "refinefuse",
+        "--max-pairs",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("refinefuse: error:") and "--weights" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--dataset", "m3fd"], "unknown dataset 'm3fd'"),
-    (["--dataset", "tno", "--methods", "max,nope"], "unknown fusion method 'nope'"),
-    (["--dataset", "tno", "--max-pairs", "0"], "max_pairs must be at least 1"),
-    (["--dataset", "tno", "--figure-pair", "missing"], "no pair named 'missing'"),
-    (["--dataset", "tno", "--zoom", "1,2,3"], "--zoom expects x,y,w,h"),
-    (["--dataset", "tno", "--zoom", "700,0,100,100"], "does not fit"),
-    (["--dataset", "tno", "--methods", "max", "--weights", "x.pt"], "no network is among the methods"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "m3fd"], "unknown dataset 'm3fd'"),
+        (["--dataset", "tno", "--methods", "max,nope"], "unknown fusion method 'nope'"),
+        (["--dataset", "tno", "--max-pairs", "0"], "max_pairs must be at least 1"),
+        (["--dataset", "tno", "--figure-pair", "missing"], "no pair named 'missing'"),
+        (["--dataset", "tno", "--zoom", "1,2,3"], "--zoom expects x,y,w,h"),
+        (["--dataset", "tno", "--zoom", "700,0,100,100"], "does not fit"),
+        (["--dataset", "tno", "--methods", "max", "--weights", "x.pt"], "no network is among the methods"),
+    ],
+)
 def test_cli_bad_inputs(shared_root, tmp_path, capsys, args, message):
     # --max-pairs 1 first (a later value wins) keeps a test that wrongly passes validation short
     argv = ["reproduce", "--max-pairs", "1", *args, "--data-root", str(shared_root), "--out", str(tmp_path), "--quiet"]
@@ -178,7 +260,9 @@ def test_zoom_panel_and_montage_sizes():
     panel = zoom_panel(img, (50, 30, 10, 10))
     assert panel.shape == (60, 80, 3)
     # the 2x inset sits in the corner opposite the box (top-left), inside its red outline
-    assert np.array_equal(panel[1:19, 1:19], np.dstack([np.kron(img[30:40, 50:60], np.ones((2, 2), np.uint8))] * 3)[1:19, 1:19])
+    assert np.array_equal(
+        panel[1:19, 1:19], np.dstack([np.kron(img[30:40, 50:60], np.ones((2, 2), np.uint8))] * 3)[1:19, 1:19]
+    )
     sheet = montage([(str(i), panel) for i in range(7)], columns=3)
     assert sheet.shape == _figure_shape(7, 60, 80, columns=3)
 
@@ -199,8 +283,24 @@ def tno_folders(data_dir, tmp_path):
 def test_folder_pair_end_to_end(tno_folders, tmp_path, capsys):
     ir, vi = tno_folders
     out = tmp_path / "results"
-    argv = ["reproduce", "--ir", str(ir), "--vis", str(vi), "--name", "mine", "--methods", "max,mean",
-            "--max-pairs", "2", "--out", str(out), "--workers", "1", "--quiet"]
+    argv = [
+        "reproduce",
+        "--ir",
+        str(ir),
+        "--vis",
+        str(vi),
+        "--name",
+        "mine",
+        "--methods",
+        "max,mean",
+        "--max-pairs",
+        "2",
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert _header(printed) == [*PAPER_METRICS, "FA"]
@@ -220,8 +320,16 @@ def test_folder_pair_named_like_a_paper_table_gets_its_rows(tno_folders, shared_
     from refinefuse.datasets import folder_dataset
 
     ir, vi = tno_folders
-    res = reproduce(folder_dataset(ir, vi, "m3fd"), out=tmp_path / "results", data_root_dir=shared_root,
-                    methods="max", max_pairs=1, workers=1, progress=False, log=lambda m: None)
+    res = reproduce(
+        folder_dataset(ir, vi, "m3fd"),
+        out=tmp_path / "results",
+        data_root_dir=shared_root,
+        methods="max",
+        max_pairs=1,
+        workers=1,
+        progress=False,
+        log=lambda m: None,
+    )
     table = res["table"].read_text()
     assert "RefineFuse (published)" in _row_names(table) and "CDDFuse (published)" in _row_names(table)
     assert res["published"]["RefineFuse"]["VIF"] == pytest.approx(0.8376)  # the paper's Table 2 (M3FD)
@@ -233,22 +341,42 @@ def test_folder_pair_gives_the_bundled_table(shared_root, tmp_path, capsys):
     common = ["--data-root", str(shared_root), "--methods", "max", "--max-pairs", "2", "--workers", "1", "--quiet"]
     assert main(["reproduce", "--dataset", "mri_ct", "--out", str(tmp_path / "a"), *common]) == 0
     medical = shared_root / "data" / "medical" / "MRI_CT"
-    assert main(["reproduce", "--ir", str(medical / "CT"), "--vis", str(medical / "MRI"), "--name", "mri_ct",
-                 "--mode", "medical", "--out", str(tmp_path / "b"), *common]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                "--ir",
+                str(medical / "CT"),
+                "--vis",
+                str(medical / "MRI"),
+                "--name",
+                "mri_ct",
+                "--mode",
+                "medical",
+                "--out",
+                str(tmp_path / "b"),
+                *common,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     bundled, folders = ((tmp_path / d / "mri_ct" / "table.md").read_text() for d in ("a", "b"))
     assert bundled.replace("**MRI-CT**", "**mri_ct**") == folders  # only the title differs
     assert (tmp_path / "a/mri_ct/per_image.csv").read_text() == (tmp_path / "b/mri_ct/per_image.csv").read_text()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--dataset", "tno", "--ir", "IR", "--vis", "VI"], "--dataset and --ir/--vis exclude each other"),
-    (["--dataset", "tno", "--name", "x"], "--name and --mode go with --ir/--vis"),
-    (["--ir", "IR", "--vis", "VI"], "give --dataset NAME, or --ir DIR --vis DIR --name NAME"),
-    ([], "give --dataset NAME"),
-    (["--ir", "IR", "--vis", "VI", "--name", "a/b"], "plain folder name"),
-    (["--ir", "IR", "--vis", "nowhere", "--name", "x"], "nowhere: no such folder"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "tno", "--ir", "IR", "--vis", "VI"], "--dataset and --ir/--vis exclude each other"),
+        (["--dataset", "tno", "--name", "x"], "--name and --mode go with --ir/--vis"),
+        (["--ir", "IR", "--vis", "VI"], "give --dataset NAME, or --ir DIR --vis DIR --name NAME"),
+        ([], "give --dataset NAME"),
+        (["--ir", "IR", "--vis", "VI", "--name", "a/b"], "plain folder name"),
+        (["--ir", "IR", "--vis", "nowhere", "--name", "x"], "nowhere: no such folder"),
+    ],
+)
 def test_cli_folder_pair_bad_inputs(tno_folders, tmp_path, capsys, args, message):
     ir, vi = tno_folders
     args = [str(ir) if a == "IR" else str(vi) if a == "VI" else a for a in args]
@@ -260,10 +388,30 @@ def test_cli_folder_pair_bad_inputs(tno_folders, tmp_path, capsys, args, message
 
 def test_variant_network_by_name(shared_root, tmp_path):
     ckpt = save_checkpoint(tmp_path / "l3.pt", create_model("refinefuse_l3", channels=[8, 8, 16]))
-    res = reproduce("mri_ct", out=tmp_path / "r", data_root_dir=shared_root, methods="refinefuse_l3", weights=ckpt,
-                    device="cpu", max_pairs=1, workers=1, progress=False, log=lambda m: None)
+    res = reproduce(
+        "mri_ct",
+        out=tmp_path / "r",
+        data_root_dir=shared_root,
+        methods="refinefuse_l3",
+        weights=ckpt,
+        device="cpu",
+        max_pairs=1,
+        workers=1,
+        progress=False,
+        log=lambda m: None,
+    )
     assert res["methods"] == ["refinefuse_l3", "max", "mean"] and res["fused"]["refinefuse_l3"] == 1
     assert (tmp_path / "r" / "mri_ct" / "refinefuse_l3" / "fused_with.json").is_file()
     with pytest.raises(InputError, match="holds model 'refinefuse_l3', not 'refinefuse'"):
-        reproduce("mri_ct", out=tmp_path / "r", data_root_dir=shared_root, methods="refinefuse", weights=ckpt,
-                  device="cpu", max_pairs=1, workers=1, progress=False, log=lambda m: None)
+        reproduce(
+            "mri_ct",
+            out=tmp_path / "r",
+            data_root_dir=shared_root,
+            methods="refinefuse",
+            weights=ckpt,
+            device="cpu",
+            max_pairs=1,
+            workers=1,
+            progress=False,
+            log=lambda m: None,
+        )

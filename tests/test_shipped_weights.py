@@ -84,7 +84,7 @@ def test_keeps_infrared_targets_at_night(fused_pairs):
 
 def test_colour_and_metrics_on_real_pairs(fused_pairs):
     scores = []
-    for name, (ir, vis, fused, _) in fused_pairs.items():
+    for ir, vis, fused, _ in fused_pairs.values():
         assert fused.shape == vis.shape and fused.dtype == np.uint8  # colour from the visible image
         scores.append(evaluate(grey_255(fused), grey_255(ir), grey_255(vis), metrics=("VIF", "Qabf", "SCD")))
     mean = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
@@ -92,8 +92,17 @@ def test_colour_and_metrics_on_real_pairs(fused_pairs):
 
 
 def test_reproduce_uses_shipped_weights_by_default(weights, shared_root, tmp_path):
-    res = reproduce("tno", out=tmp_path, data_root_dir=shared_root, methods=None, max_pairs=2, workers=1,
-                    device="cpu", progress=False, log=lambda m: None)
+    res = reproduce(
+        "tno",
+        out=tmp_path,
+        data_root_dir=shared_root,
+        methods=None,
+        max_pairs=2,
+        workers=1,
+        device="cpu",
+        progress=False,
+        log=lambda m: None,
+    )
     assert res["methods"][0] == "refinefuse" and not res["left_out"]
     assert json.loads(res["json"].read_text())["weights"] == str(weights)
     table = res["table"].read_text()

@@ -74,7 +74,13 @@ def test_packaged_config_has_paper_defaults():
     assert (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.epochs, cfg.crop, cfg.lam) == ("sgd", 1e-3, 8, 300, 256, 5.0)
     assert cfg.momentum == 0.9 and cfg.scheduler == "cosine"
     defaults = TrainConfig()
-    assert (defaults.optimizer, defaults.lr, defaults.batch_size, defaults.epochs, defaults.crop) == ("sgd", 1e-3, 8, 300, 256)
+    assert (defaults.optimizer, defaults.lr, defaults.batch_size, defaults.epochs, defaults.crop) == (
+        "sgd",
+        1e-3,
+        8,
+        300,
+        256,
+    )
 
 
 def test_overrides_are_parsed_and_checked():
@@ -199,7 +205,9 @@ def test_checkpoints_are_independent_and_a_damaged_last_names_an_intact_one(data
     lost.mkdir()
     (lost / "last.pt").write_bytes(b"garbage")
     (lost / "best.pt").write_bytes(b"")
-    with pytest.raises(InputError, match=r"lost/last.pt: .*; no intact epoch_\*.pt or best.pt in .*lost to resume from$"):
+    with pytest.raises(
+        InputError, match=r"lost/last.pt: .*; no intact epoch_\*.pt or best.pt in .*lost to resume from$"
+    ):
         build_config(overrides={"out": str(lost)}, resume=True)
 
 
@@ -217,8 +225,21 @@ def test_bad_pair_fails_before_the_run_folder_is_made(tmp_path, capsys):
     out = tmp_path / "runs" / "x"
     message = f"{data / 'vi' / '4.png'}: size 24x32 differs from its infrared image {data / 'ir' / '4.png'} (32x32)"
     with pytest.raises(InputError) as caught:
-        train(TrainConfig.from_dict(dict(data=str(data), out=str(out), epochs=1, crop=32, val_pairs=0, workers=0,
-                                         model_overrides=dict(TINY), tensorboard=False, progress=False)))
+        train(
+            TrainConfig.from_dict(
+                dict(
+                    data=str(data),
+                    out=str(out),
+                    epochs=1,
+                    crop=32,
+                    val_pairs=0,
+                    workers=0,
+                    model_overrides=dict(TINY),
+                    tensorboard=False,
+                    progress=False,
+                )
+            )
+        )
     assert str(caught.value) == message
     assert not (tmp_path / "runs").exists()
     args = ["train", "--data", str(data), "--out", str(out), "--epochs", "1", "--crop", "32", "--val-pairs", "0"]
@@ -239,9 +260,16 @@ def test_init_starts_a_new_run_from_a_checkpoint(data_dir, tmp_path):
         torch.testing.assert_close(b["state_dict"][key], a["state_dict"][key], rtol=1e-5, atol=1e-7)
     fresh = tmp_path / "fresh"
     train(_config(data_dir, fresh, epochs=1, lr=1e-12))
-    assert any(not torch.allclose(read_checkpoint(fresh / "last.pt")["state_dict"][k], a["state_dict"][k]) for k in a["state_dict"])
+    assert any(
+        not torch.allclose(read_checkpoint(fresh / "last.pt")["state_dict"][k], a["state_dict"][k])
+        for k in a["state_dict"]
+    )
     with pytest.raises(InputError, match="last.pt: weights do not fit model 'refinefuse'"):  # init: weights must fit
-        train(_config(data_dir, tmp_path / "other", model_overrides={"channels": [4, 4, 8, 16]}, init=str(first / "last.pt")))
+        train(
+            _config(
+                data_dir, tmp_path / "other", model_overrides={"channels": [4, 4, 8, 16]}, init=str(first / "last.pt")
+            )
+        )
     with pytest.raises(InputError, match="no such checkpoint"):
         train(_config(data_dir, tmp_path / "missing", init=str(tmp_path / "nope.pt")))
 
@@ -298,9 +326,18 @@ def test_ddp_two_cpu_processes_match_one_process(data_dir, tmp_path):
     # two gloo processes with batch 2 each take the same SGD steps
     common = ["--crop", "128", "--max-pairs", "6", "--set", "augment=false", "--optimizer", "sgd", "--lr", "0.05"]
     ddp_out, single_out = tmp_path / "ddp", tmp_path / "single"
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+    ]
     ddp = subprocess.run(
-        [*torchrun, "-m", "refinefuse", *_cli_args(data_dir, ddp_out, 2, *common, "--batch-size", "2", "--workers", "0")],
+        [*torchrun, "-m", "refinefuse",
+         *_cli_args(data_dir, ddp_out, 2, *common, "--batch-size", "2", "--workers", "0")],
         env=_env(), capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert ddp.returncode == 0, ddp.stderr[-3000:]
@@ -389,8 +426,20 @@ def test_bfloat16_autocast_step_runs_on_cpu_and_lowers_the_loss(data_dir, tmp_pa
 
     tr.torch.autocast = spy
     try:
-        train(_config(data_dir, tmp_path / "bf16", epochs=4, lr=2e-3, warmup_epochs=0, augment=False, amp=True, amp_dtype="bfloat16",
-                      device="cpu", val_pairs=0))
+        train(
+            _config(
+                data_dir,
+                tmp_path / "bf16",
+                epochs=4,
+                lr=2e-3,
+                warmup_epochs=0,
+                augment=False,
+                amp=True,
+                amp_dtype="bfloat16",
+                device="cpu",
+                val_pairs=0,
+            )
+        )
     finally:
         tr.torch.autocast = real
     assert seen and all(s == ("cpu", torch.bfloat16, True) for s in seen)

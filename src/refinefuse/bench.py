@@ -95,12 +95,16 @@ def _network_of(method: str) -> str | None:
     if is_network(base):
         return base
     if base != method:
-        raise InputError(f"unknown fusion method '{method}' ({ONNX_SUFFIX} follows a network name, e.g. refinefuse-onnx)")
+        raise InputError(
+            f"unknown fusion method '{method}' ({ONNX_SUFFIX} follows a network name, e.g. refinefuse-onnx)"
+        )
     check_method(method)  # InputError for unknown names
     return None
 
 
-def _load_network(name: str, weights: str | os.PathLike | None, model_overrides: dict | None) -> tuple[torch.nn.Module, str]:
+def _load_network(
+    name: str, weights: str | os.PathLike | None, model_overrides: dict | None
+) -> tuple[torch.nn.Module, str]:
     """Network ``name`` to time and a note on where its weights come from."""
     from .methods import default_weights, load_network
     from .models import create_model
@@ -207,8 +211,9 @@ def run_benchmark(
         torch.set_num_threads(int(threads))
         cv2.setNumThreads(int(threads))
     try:
-        return _run(methods, sizes, mac_sizes, dev, batch_size, precision, repeats, warmup, weights, model_overrides,
-                    progress)
+        return _run(
+            methods, sizes, mac_sizes, dev, batch_size, precision, repeats, warmup, weights, model_overrides, progress
+        )
     finally:  # leave the process's thread settings as they were
         torch.set_num_threads(saved_threads[0])
         cv2.setNumThreads(saved_threads[1])
@@ -252,8 +257,14 @@ def _run(methods, sizes, mac_sizes, dev, batch_size, precision, repeats, warmup,
         jobs = [(m, s) for m in methods for s in sizes]
         bar = tqdm(total=len(jobs), desc="bench", unit="run", disable=not progress)
         for name in methods:
-            row: dict[str, Any] = {"method": name, "params": None, "macs": {str(s): None for s in mac_sizes},
-                                   "forward_ms": {}, "file_ms": {}, "times_ms": {"forward": {}, "file": {}}}
+            row: dict[str, Any] = {
+                "method": name,
+                "params": None,
+                "macs": {str(s): None for s in mac_sizes},
+                "forward_ms": {},
+                "file_ms": {},
+                "times_ms": {"forward": {}, "file": {}},
+            }
             net = _network_of(name)
             model = models.get(net)
             if net is not None:
@@ -268,8 +279,10 @@ def _run(methods, sizes, mac_sizes, dev, batch_size, precision, repeats, warmup,
 
                 w0, h0 = sizes[0]
                 cpu_model = model if dev.type == "cpu" else copy.deepcopy(model).cpu()
-                fuser = onnx_fuser(export_onnx(cpu_model, Path(tmp) / f"{net}.onnx", height=h0, width=w0),
-                                   threads=torch.get_num_threads())
+                fuser = onnx_fuser(
+                    export_onnx(cpu_model, Path(tmp) / f"{net}.onnx", height=h0, width=w0),
+                    threads=torch.get_num_threads(),
+                )
             else:
                 fuser = get_fuser(name)
             for size in sizes:
@@ -295,6 +308,7 @@ def _run(methods, sizes, mac_sizes, dev, batch_size, precision, repeats, warmup,
 
                     per = batch_size
                 else:
+
                     def forward(fuser=fuser, ir_y=ir_y, vis_y=vis_y):
                         return fuser(ir_y, vis_y)
 
@@ -312,10 +326,19 @@ def _run(methods, sizes, mac_sizes, dev, batch_size, precision, repeats, warmup,
                 bar.update()
             rows.append(row)
         bar.close()
-    settings = {"methods": list(methods), "sizes": [_size_key(s) for s in sizes], "mac_sizes": [int(s) for s in mac_sizes],
-                "device": str(dev), "threads": torch.get_num_threads(), "batch_size": batch_size,
-                "precision": precision, "repeats": repeats, "warmup": warmup,
-                "weights": str(weights) if weights else None, "model_overrides": model_overrides}
+    settings = {
+        "methods": list(methods),
+        "sizes": [_size_key(s) for s in sizes],
+        "mac_sizes": [int(s) for s in mac_sizes],
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "batch_size": batch_size,
+        "precision": precision,
+        "repeats": repeats,
+        "warmup": warmup,
+        "weights": str(weights) if weights else None,
+        "model_overrides": model_overrides,
+    }
     return {"machine": _machine(dev, torch.get_num_threads()), "settings": settings, "notes": notes, "rows": rows}
 
 
@@ -339,7 +362,8 @@ def efficiency_table(result: dict[str, Any]) -> str:
         cells += [_fmt(row["file_ms"].get(s), digits=1) for s in sizes]
         body.append(cells)
     settings_line = (
-        f"Device {machine['device']}" + (f" ({machine['gpu']})" if "gpu" in machine else "")
+        f"Device {machine['device']}"
+        + (f" ({machine['gpu']})" if "gpu" in machine else "")
         + f", {machine['cpu']}, {machine['cpus']} CPUs, {settings['threads']} threads, torch {machine['torch']}, "
         f"{settings['precision']}, batch {settings['batch_size']}"
     )

@@ -39,7 +39,16 @@ from torch import nn
 from .errors import InputError
 from .io import atomic_path
 
-__all__ = ["FORMAT", "VERSION", "model_spec", "save_checkpoint", "save_weights", "read_checkpoint", "load_model", "release_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "model_spec",
+    "save_checkpoint",
+    "save_weights",
+    "read_checkpoint",
+    "load_model",
+    "release_checkpoint",
+]
 
 FORMAT = "refinefuse-checkpoint"
 VERSION = 1
@@ -208,7 +217,11 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(state.get("version"), int) or state["version"] > VERSION:
         raise InputError(f"{path}: checkpoint version {state.get('version')!r} is not supported by this package")
     spec = state.get("model")
-    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("config", {}), dict):
+    if (
+        not isinstance(spec, dict)
+        or not isinstance(spec.get("name"), str)
+        or not isinstance(spec.get("config", {}), dict)
+    ):
         raise InputError(f"{path}: checkpoint lacks its model name and config")
     if not isinstance(state.get("state_dict"), dict):
         raise InputError(f"{path}: checkpoint lacks its weights (state_dict)")
@@ -226,7 +239,9 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     except ValueError as exc:  # unknown model name, bad value
         raise InputError(f"{path}: {str(exc).splitlines()[0]}") from None
     except TypeError as exc:  # unknown config key
-        raise InputError(f"{path}: model config does not fit model {spec['name']!r} ({str(exc).splitlines()[0]})") from None
+        raise InputError(
+            f"{path}: model config does not fit model {spec['name']!r} ({str(exc).splitlines()[0]})"
+        ) from None
     try:
         model.load_state_dict(state["state_dict"])
     except RuntimeError as exc:

@@ -24,19 +24,34 @@ def _add_fuse(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ir", required=True, help="infrared (or CT/PET/SPECT) image file or folder")
     p.add_argument("--vis", required=True, help="visible (or MRI) image file or folder")
     p.add_argument("--out", required=True, help="output file, or folder for folder inputs")
-    p.add_argument("--method", default="refinefuse",
-                   help="refinefuse (default), any registered network (refinefuse_l3, ...; needs --weights) "
-                   "or a baseline: mean, max, lp, dwt, gff, mst")
-    p.add_argument("--weights", help="checkpoint of the network named by --method "
-                   "(default for refinefuse: the weights shipped with the package)")
+    p.add_argument(
+        "--method",
+        default="refinefuse",
+        help="refinefuse (default), any registered network (refinefuse_l3, ...; needs --weights) "
+        "or a baseline: mean, max, lp, dwt, gff, mst",
+    )
+    p.add_argument(
+        "--weights",
+        help="checkpoint of the network named by --method "
+        "(default for refinefuse: the weights shipped with the package)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
-                   help="network runtime: auto = ONNX Runtime on the CPU when installed (faster), else PyTorch")
-    p.add_argument("--mode", default="auto", choices=["auto", "ir-vis", "medical"], help="which source gives the output colour")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "onnx"],
+        help="network runtime: auto = ONNX Runtime on the CPU when installed (faster), else PyTorch",
+    )
+    p.add_argument(
+        "--mode", default="auto", choices=["auto", "ir-vis", "medical"], help="which source gives the output colour"
+    )
     p.add_argument("--ext", default=".png", help="output extension for folder inputs (default .png)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--skip-existing", action="store_true",
-                   help="fuse only the pairs whose output is missing or unreadable (resume an interrupted run)")
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="fuse only the pairs whose output is missing or unreadable (resume an interrupted run)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_fuse)
 
@@ -45,9 +60,19 @@ def _run_fuse(args: argparse.Namespace) -> int:
     from .fuse import fuse_paths
 
     written = fuse_paths(
-        args.ir, args.vis, args.out, method=args.method, weights=args.weights, device=args.device,
-        backend=args.backend, mode=args.mode, ext=args.ext, overwrite=args.overwrite,
-        skip_existing=args.skip_existing, progress=not args.quiet, log=lambda msg: print(msg, file=sys.stderr),
+        args.ir,
+        args.vis,
+        args.out,
+        method=args.method,
+        weights=args.weights,
+        device=args.device,
+        backend=args.backend,
+        mode=args.mode,
+        ext=args.ext,
+        overwrite=args.overwrite,
+        skip_existing=args.skip_existing,
+        progress=not args.quiet,
+        log=lambda msg: print(msg, file=sys.stderr),
     )
     if not args.quiet:
         where = args.out if not written else written[0] if len(written) == 1 else written[0].parent
@@ -58,7 +83,9 @@ def _run_fuse(args: argparse.Namespace) -> int:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="fuse the bundled MSRS example pair with the shipped weights")
     p.add_argument("--out", default="refinefuse-demo", help="output folder (default ./refinefuse-demo)")
-    p.add_argument("--method", default="refinefuse", help="refinefuse (default), another registered network or a baseline")
+    p.add_argument(
+        "--method", default="refinefuse", help="refinefuse (default), another registered network or a baseline"
+    )
     p.add_argument("--weights", help="checkpoint of that network (default for refinefuse: the shipped weights)")
     p.add_argument("--device", default="auto")
     p.add_argument("--overwrite", action="store_true")
@@ -80,7 +107,9 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
         description="Print a model's parameter count and conv/linear MACs (thop) at square input sizes.",
     )
     p.add_argument("--model", default="refinefuse", help="registered model name (default: refinefuse)")
-    p.add_argument("--size", type=int, nargs="+", default=[256, 512], metavar="N", help="input sizes NxN (default: 256 512)")
+    p.add_argument(
+        "--size", type=int, nargs="+", default=[256, 512], metavar="N", help="input sizes NxN (default: 256 512)"
+    )
 
     def run(args: argparse.Namespace) -> int:
         from .models import create_model, list_models
@@ -110,23 +139,40 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "images by file name. Prints a Markdown table of means (best bold, second underlined); with "
         "--out also writes the per-image CSV and the summary as Markdown and JSON beside it.",
     )
-    p.add_argument("--fused", required=True, action="append", metavar="[NAME=]DIR",
-                   help="folder of fused images; repeat for several methods; NAME= sets the row name "
-                   "(default: the folder name)")
+    p.add_argument(
+        "--fused",
+        required=True,
+        action="append",
+        metavar="[NAME=]DIR",
+        help="folder of fused images; repeat for several methods; NAME= sets the row name (default: the folder name)",
+    )
     p.add_argument("--ir", required=True, help="infrared (or CT/PET/SPECT) source folder")
     p.add_argument("--vis", required=True, help="visible (or MRI) source folder")
-    p.add_argument("--metrics", help="comma-separated metric names, or 'all' (default: the profile's list; "
-                   "paper: VIF,AG,SCD,Qabf,SF,EN,SSIM)")
-    p.add_argument("--profile", default="paper", choices=["paper", "cddfuse", "tang"],
-                   help="metric conventions (default paper: reproduces the paper's tables)")
+    p.add_argument(
+        "--metrics",
+        help="comma-separated metric names, or 'all' (default: the profile's list; paper: VIF,AG,SCD,Qabf,SF,EN,SSIM)",
+    )
+    p.add_argument(
+        "--profile",
+        default="paper",
+        choices=["paper", "cddfuse", "tang"],
+        help="metric conventions (default paper: reproduces the paper's tables)",
+    )
     p.add_argument("--out", metavar="CSV", help="per-image CSV; the summary goes to the same name with .md and .json")
-    p.add_argument("--plot", nargs="?", const="", metavar="PNG",
-                   help="also draw a bar chart of the means (default name: the --out name with .png, "
-                   "else metrics.png)")
+    p.add_argument(
+        "--plot",
+        nargs="?",
+        const="",
+        metavar="PNG",
+        help="also draw a bar chart of the means (default name: the --out name with .png, else metrics.png)",
+    )
     # numbers are checked by _run_eval, so that a bad value is one line (exit 2) like other input errors
     p.add_argument("--workers", metavar="N", help="processes (default: number of CPUs; 1 = no pool)")
-    p.add_argument("--skip-missing", action="store_true",
-                   help="skip source pairs without a fused image and report how many were skipped")
+    p.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="skip source pairs without a fused image and report how many were skipped",
+    )
     p.add_argument("--decimals", default="4", metavar="N", help="digits in the tables, 0-15 (default 4)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_eval)
@@ -159,8 +205,14 @@ def _run_eval(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MetricWarning)  # printed below, one line each
         results = evaluate_folders(
-            parse_method_dirs(args.fused), args.ir, args.vis, metrics=args.metrics, profile=args.profile,
-            workers=workers, skip_missing=args.skip_missing, progress=not args.quiet,
+            parse_method_dirs(args.fused),
+            args.ir,
+            args.vis,
+            metrics=args.metrics,
+            profile=args.profile,
+            workers=workers,
+            skip_missing=args.skip_missing,
+            progress=not args.quiet,
         )
     means = results.means()
     print(markdown_table(means, results.metrics, decimals=decimals, counts=results.counts()), end="")
@@ -174,7 +226,9 @@ def _run_eval(args: argparse.Namespace) -> int:
         for path in write_reports(results, args.out, decimals=decimals).values():
             print(f"wrote {path}", file=sys.stderr)
     if args.plot is not None:
-        png = Path(args.plot) if args.plot else (Path(args.out).with_suffix(".png") if args.out else Path("metrics.png"))
+        png = (
+            Path(args.plot) if args.plot else (Path(args.out).with_suffix(".png") if args.out else Path("metrics.png"))
+        )
         print(f"wrote {plot_summary(means, png, results.metrics, title=f'profile {results.profile}')}", file=sys.stderr)
     return 0
 
@@ -217,7 +271,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", help="YAML file of settings (e.g. src/refinefuse/configs/train_msrs.yaml)")
     p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="any setting as KEY=VALUE, value in YAML (repeatable)"
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any setting as KEY=VALUE, value in YAML (repeatable)",
     )
     _add_config_flags(p)
     p.set_defaults(func=_run_train)
@@ -235,11 +293,18 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if str(f.type) == "bool":
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                               help=docs.get(f.name))
+            group.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=docs.get(f.name),
+            )
         else:
             kind = str(f.type).split("[")[0].split(" ")[0]
-            metavar = {"int": "N", "float": "X", "str": "TEXT", "list": "[A, B]", "dict": "{K: V}"}.get(kind, kind.upper())
+            metavar = {"int": "N", "float": "X", "str": "TEXT", "list": "[A, B]", "dict": "{K: V}"}.get(
+                kind, kind.upper()
+            )
             group.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, metavar=metavar, help=docs.get(f.name))
 
 
@@ -269,23 +334,46 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "for the whole fusion of a file pair (read, colour conversion, fusion, write; model loaded once), on the "
         "bundled MSRS pair resized to each size. Prints a Markdown table; --out also writes JSON (+ .md beside it).",
     )
-    p.add_argument("--methods", help="comma-separated: registered networks (refinefuse, refinefuse_l3, ...), NETWORK-onnx "
-                   "(ONNX Runtime, CPU) and/or baselines (default: refinefuse, refinefuse-onnx when onnxruntime is "
-                   "installed, and every baseline)")
-    p.add_argument("--sizes", nargs="+", default=["640x480", "1024x768"], metavar="WxH",
-                   help="image sizes to time (default: 640x480 1024x768)")
-    p.add_argument("--mac-sizes", nargs="+", type=int, default=[256, 512], metavar="N",
-                   help="square sizes for the MAC count (default: 256 512)")
+    p.add_argument(
+        "--methods",
+        help="comma-separated: registered networks (refinefuse, refinefuse_l3, ...), NETWORK-onnx "
+        "(ONNX Runtime, CPU) and/or baselines (default: refinefuse, refinefuse-onnx when onnxruntime is "
+        "installed, and every baseline)",
+    )
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        default=["640x480", "1024x768"],
+        metavar="WxH",
+        help="image sizes to time (default: 640x480 1024x768)",
+    )
+    p.add_argument(
+        "--mac-sizes",
+        nargs="+",
+        type=int,
+        default=[256, 512],
+        metavar="N",
+        help="square sizes for the MAC count (default: 256 512)",
+    )
     p.add_argument("--device", default="auto", help="network device: auto (CUDA if available), cpu, cuda, ...")
     p.add_argument("--threads", type=int, help="torch/OpenCV CPU threads (default: torch's default)")
     p.add_argument("--batch-size", type=int, default=1, help="pairs per network forward (default 1)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="network autocast precision (fp16: CUDA only; bf16: CPU or CUDA with bf16)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "fp16"],
+        help="network autocast precision (fp16: CUDA only; bf16: CPU or CUDA with bf16)",
+    )
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement; median reported (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
     p.add_argument("--weights", help="network checkpoint (default: shipped weights, else random init)")
-    p.add_argument("--channels", type=int, nargs="+", metavar="C",
-                   help="network widths per level (default: paper config; for quick checks)")
+    p.add_argument(
+        "--channels",
+        type=int,
+        nargs="+",
+        metavar="C",
+        help="network widths per level (default: paper config; for quick checks)",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: 128x96 only, MACs at 64, 1 run, no warm-up")
     p.add_argument("--out", metavar="JSON", help="write the result as JSON here and the table beside it (.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -313,9 +401,18 @@ def _run_bench(args: argparse.Namespace) -> int:
         sizes, mac_sizes, repeats, warmup = [(128, 96)], [64], 1, 0
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     result = run_benchmark(
-        methods, sizes=sizes, mac_sizes=mac_sizes, device=args.device, threads=args.threads,
-        batch_size=args.batch_size, precision=args.precision, repeats=repeats, warmup=warmup, weights=args.weights,
-        model_overrides={"channels": args.channels} if args.channels else None, progress=not args.quiet,
+        methods,
+        sizes=sizes,
+        mac_sizes=mac_sizes,
+        device=args.device,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        repeats=repeats,
+        warmup=warmup,
+        weights=args.weights,
+        model_overrides={"channels": args.channels} if args.channels else None,
+        progress=not args.quiet,
     )
     table = efficiency_table(result)
     print(table, end="")
@@ -365,7 +462,9 @@ def _run_export_onnx(args: argparse.Namespace) -> int:
     export_onnx(model, out, height=args.height, width=args.width, opset=args.opset)
     ir, vis = (luminance(img) for img in read_pair(EXAMPLE_PAIR))
     diff = compare_onnx(model, out, ir, vis)
-    print(f"wrote {out}; max abs difference to PyTorch on {EXAMPLE_PAIR.name} ({ir.shape[1]}x{ir.shape[0]}): {diff:.2e}")
+    print(
+        f"wrote {out}; max abs difference to PyTorch on {EXAMPLE_PAIR.name} ({ir.shape[1]}x{ir.shape[0]}): {diff:.2e}"
+    )
     return 0
 
 
@@ -381,15 +480,22 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
         "and figure.png. Existing fused images in OUT/NAME/METHOD/ are reused, so a rerun only evaluates; "
         "--overwrite recomputes them.",
     )
-    p.add_argument("--dataset", metavar="NAME", help="bundled dataset: msrs | tno | roadscene | mri_ct | mri_pet | mri_spect")
+    p.add_argument(
+        "--dataset", metavar="NAME", help="bundled dataset: msrs | tno | roadscene | mri_ct | mri_pet | mri_spect"
+    )
     p.add_argument("--ir", metavar="DIR", help="instead of --dataset: infrared (or CT/PET/SPECT) folder")
     p.add_argument("--vis", metavar="DIR", help="with --ir: visible (or MRI) folder, paired by file name")
-    p.add_argument("--name", help="with --ir/--vis: the dataset's name (results go to OUT/NAME; m3fd, msrs, tno, ... "
-                   "add the paper's rows)")
+    p.add_argument(
+        "--name",
+        help="with --ir/--vis: the dataset's name (results go to OUT/NAME; m3fd, msrs, tno, ... add the paper's rows)",
+    )
     p.add_argument("--mode", choices=["ir-vis", "medical"], help="with --ir/--vis: how to fuse (default ir-vis)")
     p.add_argument("--data-root", help="shared data root (default $REFINEFUSE_DATA_ROOT or ../shared)")
-    p.add_argument("--methods", help="comma-separated methods: registered networks (refinefuse, refinefuse_l3, ...) "
-                   "and baselines (default: refinefuse and every baseline; max and mean are always added)")
+    p.add_argument(
+        "--methods",
+        help="comma-separated methods: registered networks (refinefuse, refinefuse_l3, ...) "
+        "and baselines (default: refinefuse and every baseline; max and mean are always added)",
+    )
     p.add_argument("--out", default="results", help="results root (default ./results)")
     p.add_argument("--weights", help="checkpoint of the network among --methods (default: the shipped weights)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, ...")
@@ -397,8 +503,13 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="evaluation processes (default: number of CPUs)")
     p.add_argument("--figure-pair", help="pair name shown in the figure (default: msrs 00828N, others the first)")
     p.add_argument("--zoom", metavar="X,Y,W,H", help="zoom box of the figure in pixels (default: automatic)")
-    p.add_argument("--overwrite", "--refuse", action="store_true", dest="overwrite",
-                   help="recompute fused images that already exist")
+    p.add_argument(
+        "--overwrite",
+        "--refuse",
+        action="store_true",
+        dest="overwrite",
+        help="recompute fused images that already exist",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_reproduce)
 
@@ -415,12 +526,24 @@ def _run_reproduce(args: argparse.Namespace) -> int:
         raise InputError("--name and --mode go with --ir/--vis, not with --dataset")
     if args.dataset is None and (args.ir is None or args.vis is None or args.name is None):
         raise InputError("give --dataset NAME, or --ir DIR --vis DIR --name NAME")
-    dataset = args.dataset if args.dataset is not None else folder_dataset(
-        args.ir, args.vis, args.name, mode=args.mode or "ir-vis")
+    dataset = (
+        args.dataset
+        if args.dataset is not None
+        else folder_dataset(args.ir, args.vis, args.name, mode=args.mode or "ir-vis")
+    )
     res = reproduce(
-        dataset, out=args.out, data_root_dir=args.data_root, methods=args.methods, weights=args.weights,
-        device=args.device, max_pairs=args.max_pairs, workers=args.workers, figure_pair=args.figure_pair,
-        zoom=args.zoom, overwrite=args.overwrite, progress=not args.quiet,
+        dataset,
+        out=args.out,
+        data_root_dir=args.data_root,
+        methods=args.methods,
+        weights=args.weights,
+        device=args.device,
+        max_pairs=args.max_pairs,
+        workers=args.workers,
+        figure_pair=args.figure_pair,
+        zoom=args.zoom,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
         log=lambda msg: print(msg, file=sys.stderr),
     )
     print(res["table"].read_text(), end="")
@@ -430,7 +553,17 @@ def _run_reproduce(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- entry point
-COMMANDS = (_add_fuse, _add_demo, _add_info, _add_eval, _add_plot, _add_train, _add_bench, _add_export_onnx, _add_reproduce)
+COMMANDS = (
+    _add_fuse,
+    _add_demo,
+    _add_info,
+    _add_eval,
+    _add_plot,
+    _add_train,
+    _add_bench,
+    _add_export_onnx,
+    _add_reproduce,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

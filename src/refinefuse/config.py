@@ -20,7 +20,16 @@ import yaml
 from .errors import InputError
 from .io import atomic_path
 
-__all__ = ["TrainConfig", "field_help", "parse_flag_value", "load_config", "save_config", "apply_overrides", "parse_overrides", "default_config_path"]
+__all__ = [
+    "TrainConfig",
+    "field_help",
+    "parse_flag_value",
+    "load_config",
+    "save_config",
+    "apply_overrides",
+    "parse_overrides",
+    "default_config_path",
+]
 
 
 @dataclass
@@ -46,7 +55,9 @@ class TrainConfig:
     crop: int = 256  #: random square crop (paper: 256)
     small_images: str = "whole"  #: images smaller than the crop: whole | pad
     augment: bool = True  #: random crops, 90-degree rotations and flips (False: centre crops)
-    rescale: list[float] | None = None  #: [low, high]: random resize factor before cropping (None: off; not in the paper)
+    rescale: list[float] | None = (
+        None  #: [low, high]: random resize factor before cropping (None: off; not in the paper)
+    )
     flat_patch: float = 0.0  #: probability of a flat black/white rectangle in both images (0: off; not in the paper)
     max_pairs: int | None = None  #: use at most N pairs (evenly spaced), e.g. for quick runs
     val_pairs: int = 4  #: held-out pairs for validation (0: none; best.pt then follows the train loss)
@@ -54,10 +65,14 @@ class TrainConfig:
     workers: int | None = None  #: DataLoader workers (None: min(4, CPUs per process))
     # model and loss
     model: str = "refinefuse"  #: registered model name
-    model_overrides: dict[str, Any] = field(default_factory=dict)  #: constructor kwargs, e.g. {channels: [8, 8, 16, 16]}
+    model_overrides: dict[str, Any] = field(
+        default_factory=dict
+    )  #: constructor kwargs, e.g. {channels: [8, 8, 16, 16]}
     loss: str = "full"  #: full | A | B | C (paper Table 8)
     lam: float = 5.0  #: texture weight lambda (paper: 5)
-    flat_weight: float = 0.0  #: weight of the flat-region texture penalty (0: the paper's loss; losses.flat_texture_loss)
+    flat_weight: float = (
+        0.0  #: weight of the flat-region texture penalty (0: the paper's loss; losses.flat_texture_loss)
+    )
     # optimisation
     optimizer: str = "sgd"  #: sgd (paper) | adam
     lr: float = 1e-3  #: initial learning rate (paper: 1e-3)
@@ -76,14 +91,18 @@ class TrainConfig:
     device: str = "auto"  #: auto (CUDA when available) | cpu | cuda | cuda:1
     amp: bool = True  #: automatic mixed precision on CUDA; on the CPU only with amp_dtype bfloat16
     amp_dtype: str = "float16"  #: float16 (with a gradient scaler) | bfloat16
-    channels_last: bool | None = None  #: NHWC memory format; None: on CUDA only (measured slower on CPU, docs/training.md)
+    channels_last: bool | None = (
+        None  #: NHWC memory format; None: on CUDA only (measured slower on CPU, docs/training.md)
+    )
     threads: int | None = None  #: torch.set_num_threads (None: CPUs per process)
     keep_last: int = 2  #: also keep epoch_XXXX.pt for the last N epochs (0: only last.pt/best.pt)
     tensorboard: bool = True  #: write TensorBoard events in RUN_DIR/tb
     val_metrics: list[str] = field(default_factory=lambda: ["VIF", "Qabf", "SCD"])  #: if refinefuse.metrics exists
     progress: bool = True  #: tqdm progress bars
     resume: bool = False  #: continue from RUN_DIR/last.pt (a fresh start when there is none)
-    init: str | None = None  #: start a new run from this checkpoint's weights (fresh optimizer and schedule; unused when resuming)
+    init: str | None = (
+        None  #: start a new run from this checkpoint's weights (fresh optimizer and schedule; unused when resuming)
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

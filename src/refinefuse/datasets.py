@@ -48,15 +48,27 @@ class DatasetSpec:
         return self.folder(self.ir, root), self.folder(self.vis, root)
 
 
-DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
-    DatasetSpec("msrs", "MSRS test", "msrs/test/ir", "msrs/test/vi", figure_pair="00828N",
-                boxes_ir="msrs/test/boxes_ir", boxes_vis="msrs/test/boxes_vi"),
-    DatasetSpec("tno", "TNO", "tno/ir", "tno/vi"),
-    DatasetSpec("roadscene", "RoadScene", "roadscene/ir", "roadscene/vi"),
-    DatasetSpec("mri_ct", "MRI-CT", "medical/MRI_CT/CT", "medical/MRI_CT/MRI", "medical", "CT", "MRI"),
-    DatasetSpec("mri_pet", "MRI-PET", "medical/MRI_PET/PET", "medical/MRI_PET/MRI", "medical", "PET", "MRI"),
-    DatasetSpec("mri_spect", "MRI-SPECT", "medical/MRI_SPECT/SPECT", "medical/MRI_SPECT/MRI", "medical", "SPECT", "MRI"),
-)}
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec(
+            "msrs",
+            "MSRS test",
+            "msrs/test/ir",
+            "msrs/test/vi",
+            figure_pair="00828N",
+            boxes_ir="msrs/test/boxes_ir",
+            boxes_vis="msrs/test/boxes_vi",
+        ),
+        DatasetSpec("tno", "TNO", "tno/ir", "tno/vi"),
+        DatasetSpec("roadscene", "RoadScene", "roadscene/ir", "roadscene/vi"),
+        DatasetSpec("mri_ct", "MRI-CT", "medical/MRI_CT/CT", "medical/MRI_CT/MRI", "medical", "CT", "MRI"),
+        DatasetSpec("mri_pet", "MRI-PET", "medical/MRI_PET/PET", "medical/MRI_PET/MRI", "medical", "PET", "MRI"),
+        DatasetSpec(
+            "mri_spect", "MRI-SPECT", "medical/MRI_SPECT/SPECT", "medical/MRI_SPECT/MRI", "medical", "SPECT", "MRI"
+        ),
+    )
+}
 
 
 def list_datasets() -> list[str]:
@@ -70,7 +82,8 @@ def get_dataset(name: str) -> DatasetSpec:
         return DATASETS[name]
     except KeyError:
         raise InputError(
-            f"unknown dataset '{name}' (choose from {', '.join(DATASETS)}; other folders: --ir DIR --vis DIR --name NAME)"
+            f"unknown dataset '{name}' (choose from {', '.join(DATASETS)}; "
+            "other folders: --ir DIR --vis DIR --name NAME)"
         ) from None
 
 

@@ -70,12 +70,27 @@ def export_onnx(
         with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about the padding branch (see module doc)
             torch.onnx.export(
-                model, example, str(tmp), input_names=["ir", "vis"], output_names=["fused"],
-                opset_version=int(opset), dynamic_axes={"ir": axes, "vis": axes, "fused": axes}, dynamo=False,
+                model,
+                example,
+                str(tmp),
+                input_names=["ir", "vis"],
+                output_names=["fused"],
+                opset_version=int(opset),
+                dynamic_axes={"ir": axes, "vis": axes, "fused": axes},
+                dynamo=False,
             )
-            _add_metadata(str(tmp), {"refinefuse_stride": str(stride),
-                                     "refinefuse_model": json.dumps({"name": getattr(model, "model_name", "refinefuse"),
-                                                                     "config": dict(getattr(model, "config", {}))})})
+            _add_metadata(
+                str(tmp),
+                {
+                    "refinefuse_stride": str(stride),
+                    "refinefuse_model": json.dumps(
+                        {
+                            "name": getattr(model, "model_name", "refinefuse"),
+                            "config": dict(getattr(model, "config", {})),
+                        }
+                    ),
+                },
+            )
     finally:
         model.train(was_training)
     return path
@@ -86,8 +101,9 @@ def onnx_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
 
 
-def cached_export(model: nn.Module, weights: str | os.PathLike, cache: str | os.PathLike | None = None,
-                  opset: int = DEFAULT_OPSET) -> Path:
+def cached_export(
+    model: nn.Module, weights: str | os.PathLike, cache: str | os.PathLike | None = None, opset: int = DEFAULT_OPSET
+) -> Path:
     """The ONNX export of checkpoint ``weights`` (loaded as ``model``), made once and kept in
     :func:`refinefuse.paths.cache_dir` under the checkpoint's SHA-256, the opset and the
     torch version, so a changed checkpoint is exported anew.
@@ -99,7 +115,10 @@ def cached_export(model: nn.Module, weights: str | os.PathLike, cache: str | os.
 
     digest = file_sha256(weights)[:16]
     tag = torch.__version__.split("+")[0]
-    path = Path(cache if cache is not None else cache_dir()) / f"{Path(weights).stem}-{digest}-opset{opset}-torch{tag}.onnx"
+    path = (
+        Path(cache if cache is not None else cache_dir())
+        / f"{Path(weights).stem}-{digest}-opset{opset}-torch{tag}.onnx"
+    )
     stamp = path.with_name(path.name + ".sha256")
     if not _matches_stamp(path, stamp):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,8 +180,10 @@ class OnnxFuser:
     def run(self, ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
         """``(N, 1, H, W)`` float32 pair -> fused ``(N, 1, H, W)``."""
         h, w = ir.shape[-2:]
-        feeds = {name: pad_to_multiple(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), self.stride)[0].numpy()
-                 for name, x in (("ir", ir), ("vis", vis))}
+        feeds = {
+            name: pad_to_multiple(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), self.stride)[0].numpy()
+            for name, x in (("ir", ir), ("vis", vis))
+        }
         # ONNX Runtime's Tanh can undershoot -1 by an ulp; keep the documented [0, 1] range
         return np.clip(self.session.run(["fused"], feeds)[0][..., :h, :w], 0.0, 1.0)
 

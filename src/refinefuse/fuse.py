@@ -180,7 +180,13 @@ def plan_jobs(
 
 
 def _plan(
-    ir: str | os.PathLike, vis: str | os.PathLike, out: str | os.PathLike, *, ext: str, overwrite: bool, skip_existing: bool
+    ir: str | os.PathLike,
+    vis: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    ext: str,
+    overwrite: bool,
+    skip_existing: bool,
 ) -> tuple[list[FuseJob], int]:
     """:func:`plan_jobs` and how many jobs it left out as already done."""
     if overwrite and skip_existing:
@@ -210,8 +216,11 @@ def _plan(
     check_writable(out if ir.is_dir() else jobs[0].out.parent)
     if not skip_existing:
         return jobs, 0
-    pending = [job if not job.out.exists() else FuseJob(job.pair, job.out, replace=True)
-               for job in jobs if not (job.out.exists() and output_done(job.out))]
+    pending = [
+        job if not job.out.exists() else FuseJob(job.pair, job.out, replace=True)
+        for job in jobs
+        if not (job.out.exists() and output_done(job.out))
+    ]
     return pending, len(jobs) - len(pending)
 
 
@@ -276,7 +285,11 @@ def fuse_images(
     ``model`` (an in-memory network) takes precedence over ``method``/``weights``.
     """
     if not isinstance(ir, np.ndarray) or not isinstance(vis, np.ndarray):
-        pair = Pair("pair", Path(ir), Path(vis)) if not isinstance(ir, np.ndarray) and not isinstance(vis, np.ndarray) else None
+        pair = (
+            Pair("pair", Path(ir), Path(vis))
+            if not isinstance(ir, np.ndarray) and not isinstance(vis, np.ndarray)
+            else None
+        )
         if pair is None:
             raise TypeError("give ir and vis both as arrays or both as paths")
         ir, vis = read_pair(pair)
@@ -284,8 +297,14 @@ def fuse_images(
     return fuse_arrays(ir, vis, fuser, mode=mode)
 
 
-def demo(out: str | os.PathLike, *, method: str = DEFAULT_METHOD, weights: str | os.PathLike | None = None,
-         device: str = "auto", overwrite: bool = False) -> Path:
+def demo(
+    out: str | os.PathLike,
+    *,
+    method: str = DEFAULT_METHOD,
+    weights: str | os.PathLike | None = None,
+    device: str = "auto",
+    overwrite: bool = False,
+) -> Path:
     """Fuse the bundled MSRS example pair into ``out`` (a folder): writes ``<method>.png``
     and ``overview.png`` (ir | vis | fused side by side). Returns the fused image path."""
     out = Path(out)

@@ -164,7 +164,12 @@ class FusionLoss(nn.Module):
     """
 
     def __init__(
-        self, setting: str = "full", lam: float = 5.0, kernel_size: int = 9, sigma: float = 1.5, flat_weight: float = 0.0
+        self,
+        setting: str = "full",
+        lam: float = 5.0,
+        kernel_size: int = 9,
+        sigma: float = 1.5,
+        flat_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if setting not in SETTINGS:
@@ -176,10 +181,19 @@ class FusionLoss(nn.Module):
         self, fused: Tensor, ir: Tensor, vis: Tensor, salient: Tensor | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         return fusion_loss(
-            fused, ir, vis, salient, setting=self.setting, lam=self.lam, kernel_size=self.kernel_size, sigma=self.sigma,
+            fused,
+            ir,
+            vis,
+            salient,
+            setting=self.setting,
+            lam=self.lam,
+            kernel_size=self.kernel_size,
+            sigma=self.sigma,
             flat_weight=self.flat_weight,
         )
 
     def extra_repr(self) -> str:
-        return (f"setting={self.setting!r}, lam={self.lam}, kernel_size={self.kernel_size}, sigma={self.sigma}, "
-                f"flat_weight={self.flat_weight}")
+        return (
+            f"setting={self.setting!r}, lam={self.lam}, kernel_size={self.kernel_size}, sigma={self.sigma}, "
+            f"flat_weight={self.flat_weight}"
+        )

@@ -267,7 +267,8 @@ def comparison_figure(
 def caption(spec: DatasetSpec, n_pairs: int, n_total: int, profile: str, notes: Sequence[str] = ()) -> str:
     subset = (
         f"{n_pairs} of {n_total} pairs (evenly spaced subset, --max-pairs {n_pairs})"
-        if n_pairs < n_total else f"all {n_total} pairs"
+        if n_pairs < n_total
+        else f"all {n_total} pairs"
     )
     lines = [
         f"**{spec.title}**: {subset}; metrics profile `{profile}`; means over the pairs. "
@@ -356,9 +357,14 @@ def reproduce(
     run_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".eval-", dir=run_dir) as tmp:
         results = evaluate_folders(
-            _stage(pairs, folders, Path(tmp)), ir_dir, vis_dir, metrics=(*get_profile(profile).default, "FA"),
-            profile=profile, workers=workers,
-            skip_missing=True, progress=progress,
+            _stage(pairs, folders, Path(tmp)),
+            ir_dir,
+            vis_dir,
+            metrics=(*get_profile(profile).default, "FA"),
+            profile=profile,
+            workers=workers,
+            skip_missing=True,
+            progress=progress,
         )
     means = results.means()
 
@@ -373,34 +379,55 @@ def reproduce(
     table_md = run_dir / "table.md"
     write_text(
         table_md,
-        caption(spec, len(pairs), len(all_pairs), results.profile, notes) + "\n"
-        + markdown_table(rows, results.metrics, counts=results.counts())
+        caption(spec, len(pairs), len(all_pairs), results.profile, notes)
+        + "\n"
+        + markdown_table(rows, results.metrics, counts=results.counts()),
     )
     csv_path = write_csv(run_dir / "per_image.csv", results)
     json_path = run_dir / "table.json"
-    write_text(json_path, json.dumps({
-        "dataset": spec.name,
-        "title": spec.title,
-        "folders": {"ir": str(ir_dir), "vis": str(vis_dir)},
-        "profile": results.profile,
-        "metrics": list(results.metrics),
-        "n_pairs": len(pairs),
-        "n_total": len(all_pairs),
-        "pairs": [p.name for p in pairs],
-        "ranking": "all rows (measured and published)",
-        "measured": {m: {k: (v if math.isfinite(v) else None) for k, v in d.items()} for m, d in means.items()},
-        "n_finite": {m: {k: n for k, (n, _) in c.items()} for m, c in results.counts().items()},
-        "published": published,
-        "left_out": left_out,
-        "weights": str(weights or default_weights(networks[0])) if networks else None,
-    }, indent=2) + "\n")
+    write_text(
+        json_path,
+        json.dumps(
+            {
+                "dataset": spec.name,
+                "title": spec.title,
+                "folders": {"ir": str(ir_dir), "vis": str(vis_dir)},
+                "profile": results.profile,
+                "metrics": list(results.metrics),
+                "n_pairs": len(pairs),
+                "n_total": len(all_pairs),
+                "pairs": [p.name for p in pairs],
+                "ranking": "all rows (measured and published)",
+                "measured": {m: {k: (v if math.isfinite(v) else None) for k, v in d.items()} for m, d in means.items()},
+                "n_finite": {m: {k: n for k, (n, _) in c.items()} for m, c in results.counts().items()},
+                "published": published,
+                "left_out": left_out,
+                "weights": str(weights or default_weights(networks[0])) if networks else None,
+            },
+            indent=2,
+        )
+        + "\n",
+    )
     figure = comparison_figure(
-        fig_pair, {m: folders[m] / f"{fig_pair.name}.png" for m in names}, run_dir / "figure.png",
-        labels=(spec.ir_label, spec.vis_label), zoom=zoom,
+        fig_pair,
+        {m: folders[m] / f"{fig_pair.name}.png" for m in names},
+        run_dir / "figure.png",
+        labels=(spec.ir_label, spec.vis_label),
+        zoom=zoom,
     )
     return {
-        "dataset": spec.name, "n_pairs": len(pairs), "n_total": len(all_pairs), "methods": names,
-        "left_out": left_out, "fused": fused_counts, "reused": reused_counts, "means": means,
-        "published": published, "table": table_md, "json": json_path, "csv": csv_path, "figure": figure,
+        "dataset": spec.name,
+        "n_pairs": len(pairs),
+        "n_total": len(all_pairs),
+        "methods": names,
+        "left_out": left_out,
+        "fused": fused_counts,
+        "reused": reused_counts,
+        "means": means,
+        "published": published,
+        "table": table_md,
+        "json": json_path,
+        "csv": csv_path,
+        "figure": figure,
         "figure_pair": fig_pair.name,
     }

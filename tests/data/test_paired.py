@@ -206,7 +206,9 @@ def test_ir_vis_size_mismatch_names_the_file(tmp_path):
     _write_pairs(tmp_path, n=3, masks=False)
     write_image(tmp_path / "vi" / "001.png", np.zeros((30, 30), np.uint8))
     # found from the headers when the dataset is made, not when the pair is loaded
-    with pytest.raises(InputError, match=r"vi/001.png: size 30x30 differs from its infrared image .*ir/001.png \(48x40\)$"):
+    with pytest.raises(
+        InputError, match=r"vi/001.png: size 30x30 differs from its infrared image .*ir/001.png \(48x40\)$"
+    ):
         PairedFusionDataset(tmp_path, crop=16, multiple=8)
     # max_pairs leaves the bad pair out: then it is not read
     assert len(PairedFusionDataset(tmp_path, crop=16, multiple=8, max_pairs=2)) == 2

@@ -60,10 +60,24 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 def test_two_methods_tables_json_csv_and_plot(msrs, tmp_path, capsys) -> None:
     out = tmp_path / "res" / "results.csv"
-    code = main([
-        "eval", "--fused", str(msrs["max"]), "--fused", f"average={msrs['mean']}",
-        "--ir", str(msrs["ir"]), "--vis", str(msrs["vis"]), "--out", str(out), "--plot", "--workers", "1",
-    ])
+    code = main(
+        [
+            "eval",
+            "--fused",
+            str(msrs["max"]),
+            "--fused",
+            f"average={msrs['mean']}",
+            "--ir",
+            str(msrs["ir"]),
+            "--vis",
+            str(msrs["vis"]),
+            "--out",
+            str(out),
+            "--plot",
+            "--workers",
+            "1",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     # per-image CSV: one row per method and image, full precision
@@ -71,8 +85,11 @@ def test_two_methods_tables_json_csv_and_plot(msrs, tmp_path, capsys) -> None:
     assert [(r["method"], r["image"]) for r in rows] == [(m, n) for m in ("max", "average") for n in MSRS_PAIRS]
     assert list(rows[0]) == ["method", "image", "VIF", "AG", "SCD", "Qabf", "SF", "EN", "SSIM"]
     # values are those of evaluate() on the same files (colour fused image -> grey like the sources)
-    want = evaluate(read_image(msrs["max"] / "00537D.png"), read_image(msrs["ir"] / "00537D.png"),
-                    read_image(msrs["vis"] / "00537D.png"))
+    want = evaluate(
+        read_image(msrs["max"] / "00537D.png"),
+        read_image(msrs["ir"] / "00537D.png"),
+        read_image(msrs["vis"] / "00537D.png"),
+    )
     got = next(r for r in rows if r["method"] == "max" and r["image"] == "00537D")
     assert {k: float(got[k]) for k in want} == want
     # JSON summary: means of the CSV
@@ -97,7 +114,9 @@ def test_two_methods_tables_json_csv_and_plot(msrs, tmp_path, capsys) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert read_image(png).shape[0] > 100
     # plot subcommand from the JSON summary
-    assert main(["plot", str(out.with_suffix(".json")), "-o", str(tmp_path / "chart.png"), "--metrics", "VIF,SSIM"]) == 0
+    assert (
+        main(["plot", str(out.with_suffix(".json")), "-o", str(tmp_path / "chart.png"), "--metrics", "VIF,SSIM"]) == 0
+    )
     assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -118,8 +137,29 @@ def test_medical_pair_with_colour_pet(data_dir: Path, tmp_path, capsys) -> None:
     y, crcb = rgb_to_ycrcb(pet)
     write_image(fused / "11.png", to_uint8(ycrcb_to_rgb(np.maximum(y, luminance(mri)), crcb)))
     out = tmp_path / "med.csv"
-    assert main(["eval", "--fused", f"max={fused}", "--ir", str(ir), "--vis", str(vis), "--out", str(out),
-                 "--profile", "tang", "--metrics", "VIF,Qabf,Nabf,MI", "--workers", "1", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--fused",
+                f"max={fused}",
+                "--ir",
+                str(ir),
+                "--vis",
+                str(vis),
+                "--out",
+                str(out),
+                "--profile",
+                "tang",
+                "--metrics",
+                "VIF,Qabf,Nabf,MI",
+                "--workers",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     row = _read_csv(out)[0]
     want = evaluate(read_image(fused / "11.png"), pet, mri, metrics=["VIF", "Qabf", "Nabf", "MI"], profile="tang")
     assert {k: float(row[k]) for k in want} == want
@@ -147,7 +187,18 @@ def test_size_mismatch_and_unreadable_file(msrs, tmp_path, capsys) -> None:
     bad = tmp_path / "bad"
     shutil.copytree(msrs["max"], bad)
     write_image(bad / "01340N.png", read_image(bad / "01340N.png")[:-8])
-    args = ["eval", "--fused", str(bad), "--ir", str(msrs["ir"]), "--vis", str(msrs["vis"]), "--workers", "1", "--quiet"]
+    args = [
+        "eval",
+        "--fused",
+        str(bad),
+        "--ir",
+        str(msrs["ir"]),
+        "--vis",
+        str(msrs["vis"]),
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert f"{bad / '01340N.png'}: size 640x472 differs from its sources" in err
@@ -174,8 +225,18 @@ def test_image_too_small_for_vif_names_the_file(tmp_path, capsys) -> None:
     for sub in ("ir", "vis", "fused"):
         (tmp_path / sub).mkdir()
         write_image(tmp_path / sub / "tiny.png", rng.integers(0, 256, (30, 30), dtype=np.uint8))
-    args = ["eval", "--fused", str(tmp_path / "fused"), "--ir", str(tmp_path / "ir"), "--vis", str(tmp_path / "vis"),
-            "--workers", "1", "--quiet"]
+    args = [
+        "eval",
+        "--fused",
+        str(tmp_path / "fused"),
+        "--ir",
+        str(tmp_path / "ir"),
+        "--vis",
+        str(tmp_path / "vis"),
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     assert main(args) == 2
     assert f"{tmp_path / 'fused' / 'tiny.png'}: VIF needs images of at least 41x41 pixels" in capsys.readouterr().err
     assert main(args + ["--metrics", "SSIM,Qabf,EN"]) == 0

@@ -12,7 +12,8 @@ from skimage.metrics import structural_similarity as skimage_ssim
 
 from refinefuse.colour import grey_255
 from refinefuse.errors import InputError
-from refinefuse.metrics import as_grey, evaluate, functional as F, get_profile, markdown_table, rank_marks
+from refinefuse.metrics import as_grey, evaluate, get_profile, markdown_table, rank_marks
+from refinefuse.metrics import functional as F
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,7 @@ def _vifp_direct(ref: np.ndarray, dist: np.ndarray) -> float:
     num = den = 0.0
     for scale in range(1, 5):
         n = 2 ** (4 - scale + 1) + 1
-        y, x = np.mgrid[: n, : n] - (n - 1) / 2
+        y, x = np.mgrid[:n, :n] - (n - 1) / 2
         win = np.exp(-(x**2 + y**2) / (2 * (n / 5) ** 2))
         win[win < np.finfo(float).eps * win.max()] = 0
         win /= win.sum()
@@ -170,7 +171,10 @@ def _qabf_loops(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     (ga, aa), (gb, ab), (gf, af) = edges(a), edges(b), edges(f)
     nume = deno = 0.0
     for i, j in np.ndindex(a.shape):
-        for gs, as_, in ((ga, aa), (gb, ab)):
+        for (
+            gs,
+            as_,
+        ) in ((ga, aa), (gb, ab)):
             if gs[i, j] > gf[i, j]:
                 G = gf[i, j] / gs[i, j]
             elif gs[i, j] == gf[i, j]:
@@ -234,7 +238,18 @@ def test_profiles_and_metric_names(triplet) -> None:
     assert tuple(evaluate(f, a, b)) == ("VIF", "AG", "SCD", "Qabf", "SF", "EN", "SSIM")
     assert list(evaluate(f, a, b, metrics="qabf,vif")) == ["Qabf", "VIF"]
     assert set(evaluate(f, a, b, profile="tang", metrics="all")) == {
-        "EN", "MI", "PSNR", "MSE", "SF", "SD", "VIF", "AG", "CC", "SCD", "Qabf", "Nabf"
+        "EN",
+        "MI",
+        "PSNR",
+        "MSE",
+        "SF",
+        "SD",
+        "VIF",
+        "AG",
+        "CC",
+        "SCD",
+        "Qabf",
+        "Nabf",
     }
     paper, cdd = evaluate(f, a, b, metrics="all"), evaluate(f, a, b, profile="cddfuse", metrics="all")
     assert {k for k in paper if paper[k] != cdd[k]} == {"AG"}

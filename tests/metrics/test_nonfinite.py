@@ -46,12 +46,15 @@ def _folders(root: Path, fused_for) -> dict[str, Path]:
 def _max_or_flat(flat: str):
     def rule(name, a, b):
         return np.full_like(a, 90) if name == flat else np.maximum(a, b)
+
     return rule
 
 
 def _results(values: dict[str, float], metric: str = "VIF") -> EvalResults:
     return EvalResults(
-        profile="paper", metrics=(metric, "EN"), methods=("m",),
+        profile="paper",
+        metrics=(metric, "EN"),
+        methods=("m",),
         scores={"m": {name: {metric: v, "EN": 1.0} for name, v in values.items()}},
     )
 
@@ -104,8 +107,9 @@ def test_cc_nan_is_counted_and_named(tmp_path) -> None:
     images, the count says so, and the image is named - it is no longer dropped silently."""
     dirs = _folders(tmp_path, _max_or_flat("p2"))
     with pytest.warns(MetricWarning) as record:
-        res = evaluate_folders({"max": dirs["fused"]}, dirs["ir"], dirs["vis"], metrics="VIF,CC,SSIM",
-                               workers=1, progress=False)
+        res = evaluate_folders(
+            {"max": dirs["fused"]}, dirs["ir"], dirs["vis"], metrics="VIF,CC,SSIM", workers=1, progress=False
+        )
     messages = [str(w.message) for w in record]
     assert "max: CC is not finite in 1 of 3 image(s): p2 (nan); the mean is over the other 2" in messages
     assert any(m.startswith("max: the fused image is constant in 1 of 3 image(s): p2;") for m in messages)
@@ -126,11 +130,14 @@ def test_cc_nan_is_counted_and_named(tmp_path) -> None:
 def test_flat_flags_come_back_from_the_process_pool(tmp_path) -> None:
     dirs = _folders(tmp_path, _max_or_flat("p3"))
     with pytest.warns(MetricWarning) as record:
-        res = evaluate_folders({"max": dirs["fused"]}, dirs["ir"], dirs["vis"], metrics="CC,EN", workers=2,
-                               progress=False)
+        res = evaluate_folders(
+            {"max": dirs["fused"]}, dirs["ir"], dirs["vis"], metrics="CC,EN", workers=2, progress=False
+        )
     assert res.flat_fused == {"max": ["p3"]} and res.counts()["max"]["CC"] == (2, 3)
-    assert [str(w.message).split(":")[1].strip() for w in record] == ["the fused image is constant in 1 of 3 image(s)",
-                                                                      "CC is not finite in 1 of 3 image(s)"]
+    assert [str(w.message).split(":")[1].strip() for w in record] == [
+        "the fused image is constant in 1 of 3 image(s)",
+        "CC is not finite in 1 of 3 image(s)",
+    ]
 
 
 def test_constant_sources_keep_reference_values_but_warn(tmp_path) -> None:
@@ -168,8 +175,24 @@ def test_bad_workers_in_the_api(tmp_path) -> None:
 def test_cli_shows_counts_and_warns_one_line_each(tmp_path, capsys) -> None:
     dirs = _folders(tmp_path, _max_or_flat("p1"))
     out = tmp_path / "res.csv"
-    code = main(["eval", "--fused", f"max={dirs['fused']}", "--ir", str(dirs["ir"]), "--vis", str(dirs["vis"]),
-                 "--metrics", "VIF,CC", "--workers", "1", "--quiet", "--out", str(out)])
+    code = main(
+        [
+            "eval",
+            "--fused",
+            f"max={dirs['fused']}",
+            "--ir",
+            str(dirs["ir"]),
+            "--vis",
+            str(dirs["vis"]),
+            "--metrics",
+            "VIF,CC",
+            "--workers",
+            "1",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     row = next(line for line in captured.out.splitlines() if line.startswith("| max "))
@@ -185,15 +208,35 @@ def test_cli_shows_counts_and_warns_one_line_each(tmp_path, capsys) -> None:
     assert "(2/3)" in out.with_suffix(".md").read_text()
 
 
-@pytest.mark.parametrize("option, value", [
-    ("--decimals", "-2"), ("--decimals", "16"), ("--decimals", "abc"), ("--decimals", "1.5"),
-    ("--workers", "0"), ("--workers", "-3"), ("--workers", "two"),
-])
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--decimals", "-2"),
+        ("--decimals", "16"),
+        ("--decimals", "abc"),
+        ("--decimals", "1.5"),
+        ("--workers", "0"),
+        ("--workers", "-3"),
+        ("--workers", "two"),
+    ],
+)
 def test_cli_bad_numbers_are_one_line_errors(tmp_path, capsys, option, value) -> None:
     for sub in ("ir", "vis", "fused"):
         (tmp_path / sub).mkdir()
-    code = main(["eval", "--fused", str(tmp_path / "fused"), "--ir", str(tmp_path / "ir"),
-                 "--vis", str(tmp_path / "vis"), "--quiet", option, value])
+    code = main(
+        [
+            "eval",
+            "--fused",
+            str(tmp_path / "fused"),
+            "--ir",
+            str(tmp_path / "ir"),
+            "--vis",
+            str(tmp_path / "vis"),
+            "--quiet",
+            option,
+            value,
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 2 and captured.out == ""
     assert captured.err.count("\n") == 1

@@ -18,7 +18,14 @@ from refinefuse.models.refinefuse import crop_to, pad_to_multiple
 
 # small widths for behaviour tests (size fidelity is tested on the real widths)
 TINY = {"channels": [8, 8, 16, 16, 16], "head_channels": [8, 8, 4]}
-VARIANTS = ["refinefuse", "refinefuse_l3", "refinefuse_l5", "refinefuse_no_sfim", "refinefuse_no_psim", "refinefuse_no_fim"]
+VARIANTS = [
+    "refinefuse",
+    "refinefuse_l3",
+    "refinefuse_l5",
+    "refinefuse_no_sfim",
+    "refinefuse_no_psim",
+    "refinefuse_no_fim",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -31,7 +31,9 @@ def box_mean(img: np.ndarray, radius: int) -> np.ndarray:
     """Mean over the ``(2r+1)^2`` window clipped to the image; float64, same shape."""
     k = (2 * radius + 1, 2 * radius + 1)
     total = cv2.boxFilter(img, cv2.CV_64F, k, normalize=False, borderType=cv2.BORDER_CONSTANT)
-    count = cv2.boxFilter(np.ones_like(img, dtype=np.float64), cv2.CV_64F, k, normalize=False, borderType=cv2.BORDER_CONSTANT)
+    count = cv2.boxFilter(
+        np.ones_like(img, dtype=np.float64), cv2.CV_64F, k, normalize=False, borderType=cv2.BORDER_CONSTANT
+    )
     return total / count
 
 

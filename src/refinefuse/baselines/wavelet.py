@@ -13,7 +13,9 @@ import pywt
 from ._checks import as_pair, finish, max_abs
 
 
-def fuse_dwt(ir: np.ndarray, vis: np.ndarray, wavelet: str = "db2", levels: int = 4, mode: str = "symmetric") -> np.ndarray:
+def fuse_dwt(
+    ir: np.ndarray, vis: np.ndarray, wavelet: str = "db2", levels: int = 4, mode: str = "symmetric"
+) -> np.ndarray:
     """DWT fusion: averaged approximation, max-absolute details.
 
     Args:

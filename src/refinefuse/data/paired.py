@@ -35,7 +35,14 @@ from ..colour import luminance
 from ..errors import InputError
 from ..io import Pair, evenly_spaced, list_images, pair_folders, read_image, read_image_header
 from . import transforms as T
-from .masks import MSRS_SALIENT_CLASSES, auto_salient_mask, mask_from_boxes, mask_from_image, mask_from_labels, read_yolo_boxes
+from .masks import (
+    MSRS_SALIENT_CLASSES,
+    auto_salient_mask,
+    mask_from_boxes,
+    mask_from_image,
+    mask_from_labels,
+    read_yolo_boxes,
+)
 
 __all__ = ["MASK_SOURCES", "PairedFusionDataset", "collate_pairs"]
 

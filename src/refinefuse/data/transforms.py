@@ -12,7 +12,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["target_size", "pad_to", "crop", "random_crop", "center_crop", "random_rot90_flip", "random_rescale", "random_flat_patch"]
+__all__ = [
+    "target_size",
+    "pad_to",
+    "crop",
+    "random_crop",
+    "center_crop",
+    "random_rot90_flip",
+    "random_rescale",
+    "random_flat_patch",
+]
 
 
 def _randint(rng: np.random.Generator, high: int) -> int:

@@ -14,6 +14,7 @@ from .functional import (
     average_gradient,
     correlation_coefficient,
     entropy,
+    flat_region_artefact,
     mse,
     mutual_information,
     nabf,
@@ -26,7 +27,6 @@ from .functional import (
     structural_similarity,
     vif,
     vifp,
-    flat_region_artefact,
 )
 from .profiles import PAPER_METRICS, PROFILES, Profile, get_profile
 from .report import (

@@ -119,8 +119,10 @@ class EvalResults:
         """``{method: {metric: (n_finite, n_images)}}``: images with a finite value of the
         metric (those in its mean), and images scored."""
         return {
-            method: {m: (sum(math.isfinite(s[m]) for s in self.scores[method].values()), len(self.scores[method]))
-                     for m in self.metrics}
+            method: {
+                m: (sum(math.isfinite(s[m]) for s in self.scores[method].values()), len(self.scores[method]))
+                for m in self.metrics
+            }
             for method in self.methods
         }
 
@@ -325,9 +327,7 @@ def evaluate_folders(
             ctx = multiprocessing.get_context("spawn")  # safe with torch/OpenCV threads in the parent
             with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker) as pool:
                 chunk = max(1, min(8, len(tasks) // (4 * n_workers)))
-                for result in pool.map(
-                    _score_pair, tasks, [prof] * len(tasks), [names] * len(tasks), chunksize=chunk
-                ):
+                for result in pool.map(_score_pair, tasks, [prof] * len(tasks), [names] * len(tasks), chunksize=chunk):
                     _collect(scores, flat_fused, flat_sources, *result)
                     bar.update()
     finally:

@@ -59,7 +59,8 @@ class Profile:
     default: tuple[str, ...]
 
     def resolve(self, names: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
-        """Metric names in canonical spelling; ``None`` -> ``default``; ``"all"`` -> every metric of the reference (extras such as ``FA`` only by name).
+        """Metric names in canonical spelling; ``None`` -> ``default``; ``"all"`` -> every
+        metric of the reference (extras such as ``FA`` only by name).
 
         Names are matched case-insensitively (``vif``, ``QABF``); an unknown name raises
         :class:`InputError` listing the available ones.
@@ -75,9 +76,7 @@ class Profile:
         for n in names:
             key = lookup.get(n.lower())
             if key is None:
-                raise InputError(
-                    f"metric '{n}' is not in profile '{self.name}' (available: {', '.join(self.metrics)})"
-                )
+                raise InputError(f"metric '{n}' is not in profile '{self.name}' (available: {', '.join(self.metrics)})")
             if key not in out:
                 out.append(key)
         if not out:

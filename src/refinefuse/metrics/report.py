@@ -55,7 +55,9 @@ def rank_marks(
     excluded = set(exclude)
     marks: dict[tuple[str, str], str] = {}
     for col in columns:
-        shown = {r: round(float(v[col]), decimals) for r, v in rows.items() if r not in excluded and _finite(v.get(col))}
+        shown = {
+            r: round(float(v[col]), decimals) for r, v in rows.items() if r not in excluded and _finite(v.get(col))
+        }
         if len(shown) < 2:  # nothing to rank against
             continue
         distinct = sorted(set(shown.values()), reverse=col not in LOWER_IS_BETTER)

@@ -11,7 +11,7 @@ the image.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -149,7 +149,9 @@ class RefineFuse(nn.Module):
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         if ir.shape != vis.shape or ir.dim() != 4 or ir.shape[1] != 1:
-            raise ValueError(f"expected two (N, 1, H, W) tensors of equal shape, got {tuple(ir.shape)} and {tuple(vis.shape)}")
+            raise ValueError(
+                f"expected two (N, 1, H, W) tensors of equal shape, got {tuple(ir.shape)} and {tuple(vis.shape)}"
+            )
         both, size = pad_to_multiple(torch.cat((ir, vis), dim=0), self.stride)
         ir, vis = both.chunk(2, dim=0)
         fused = []  # encode and fuse level by level so only one level's encoder features are alive

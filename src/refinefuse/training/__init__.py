@@ -7,6 +7,15 @@ from .run_folder import BEST, LAST
 from .runtime import Runtime, training_runtime
 
 __all__ = [
-    "train", "build_config", "check_config", "lr_factor", "validate", "EpochSampler", "TrainingDiverged",
-    "Runtime", "training_runtime", "LAST", "BEST",
+    "train",
+    "build_config",
+    "check_config",
+    "lr_factor",
+    "validate",
+    "EpochSampler",
+    "TrainingDiverged",
+    "Runtime",
+    "training_runtime",
+    "LAST",
+    "BEST",
 ]

@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +43,20 @@ from ..colour import to_uint8
 from ..config import TrainConfig, apply_overrides, load_config, save_config
 from ..data import PairedFusionDataset, collate_pairs
 from ..errors import InputError, RefineFuseError
-from ..io import write_image
+from ..io import available_cpus, write_image
 from ..losses import SETTINGS, FusionLoss
 from ..models import create_model
 from .run_folder import (
-    BEST, LAST, RunLog, atomic_copy, checked_weights, keep_recent, load_init, prepare_out, read_resume_checkpoint,
+    BEST,
+    LAST,
+    RunLog,
+    atomic_copy,
+    checked_weights,
+    keep_recent,
+    load_init,
+    prepare_out,
+    read_resume_checkpoint,
 )
-from ..io import available_cpus
 from .runtime import Runtime, rng_state, set_rng_state, training_runtime
 
 __all__ = ["train", "build_config", "TrainingDiverged", "EpochSampler", "lr_factor", "validate"]
@@ -130,7 +137,9 @@ class EpochSampler(Sampler):  # type: ignore[type-arg]
 
     def __iter__(self) -> Iterator[tuple[int, tuple[int, int, int]]]:
         if self.shuffle:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)).tolist()
+            order = torch.randperm(
+                self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            ).tolist()
         else:
             order = list(range(self.n))
         total = self.per_rank * self.world_size
@@ -156,10 +165,20 @@ def _one_line(exc: BaseException) -> str:
 
 def _dataset(cfg: TrainConfig, stride: int) -> PairedFusionDataset:
     return PairedFusionDataset(
-        cfg.data, mask=cfg.mask, crop=cfg.crop, augment=cfg.augment, small_images=cfg.small_images, multiple=stride,
-        salient_classes=cfg.salient_classes, box_classes=cfg.box_classes, mask_dir=cfg.mask_dir,
-        auto_k=cfg.auto_mask_k, auto_min_area=cfg.auto_mask_min_area, max_pairs=cfg.max_pairs,
-        rescale=cfg.rescale, flat_patch=cfg.flat_patch,
+        cfg.data,
+        mask=cfg.mask,
+        crop=cfg.crop,
+        augment=cfg.augment,
+        small_images=cfg.small_images,
+        multiple=stride,
+        salient_classes=cfg.salient_classes,
+        box_classes=cfg.box_classes,
+        mask_dir=cfg.mask_dir,
+        auto_k=cfg.auto_mask_k,
+        auto_min_area=cfg.auto_mask_min_area,
+        max_pairs=cfg.max_pairs,
+        rescale=cfg.rescale,
+        flat_patch=cfg.flat_patch,
     )
 
 
@@ -167,9 +186,15 @@ def _loaders(cfg: TrainConfig, rt: Runtime, train_set: PairedFusionDataset, val_
     workers = cfg.workers if cfg.workers is not None else min(4, max(1, available_cpus() // rt.world_size))
     sampler = EpochSampler(len(train_set), cfg.seed, shuffle=True, rank=rt.rank, world_size=rt.world_size)
     loader = DataLoader(
-        train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers, collate_fn=collate_pairs,
-        pin_memory=rt.device.type == "cuda", persistent_workers=workers > 0,
-        worker_init_fn=_worker_init if workers > 0 else None, prefetch_factor=4 if workers > 0 else None,
+        train_set,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_pairs,
+        pin_memory=rt.device.type == "cuda",
+        persistent_workers=workers > 0,
+        worker_init_fn=_worker_init if workers > 0 else None,
+        prefetch_factor=4 if workers > 0 else None,
     )
     val_loader = None
     if val_set is not None and rt.is_main:
@@ -239,14 +264,28 @@ def _setup(cfg: TrainConfig, rt: Runtime) -> tuple[_Run, dict[str, Any] | None]:
     use_amp = cfg.amp and (rt.device.type == "cuda" or amp_dtype == torch.bfloat16)  # CPU: bfloat16 only
     net = model
     if rt.distributed:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
+        )
     run = _Run(
-        cfg=cfg, rt=rt, out=out, model=model, net=net, dataset=dataset, n_train=len(train_set),
-        n_val=0 if val_set is None else len(val_set), sampler=sampler, loader=loader, val_loader=val_loader,
-        optimizer=optimizer, scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, cfg)),
+        cfg=cfg,
+        rt=rt,
+        out=out,
+        model=model,
+        net=net,
+        dataset=dataset,
+        n_train=len(train_set),
+        n_val=0 if val_set is None else len(val_set),
+        sampler=sampler,
+        loader=loader,
+        val_loader=val_loader,
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, cfg)),
         scaler=torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16),
-        criterion=FusionLoss(cfg.loss, cfg.lam, flat_weight=cfg.flat_weight), memory_format=memory_format,
-        amp_dtype=amp_dtype, use_amp=use_amp,
+        criterion=FusionLoss(cfg.loss, cfg.lam, flat_weight=cfg.flat_weight),
+        memory_format=memory_format,
+        amp_dtype=amp_dtype,
+        use_amp=use_amp,
     )
     return run, resume_state
 
@@ -322,8 +361,12 @@ def _epoch(run: _Run, epoch: int) -> None:
             "(lower the learning rate or enable grad_clip)"
         )
     if run.rt.is_main:
-        _finish_epoch(run, epoch, sums / max(seen, 1), {"lr": lr, "pairs_per_s": round(seen / epoch_s, 3),
-                                                        "epoch_s": round(epoch_s, 3)})
+        _finish_epoch(
+            run,
+            epoch,
+            sums / max(seen, 1),
+            {"lr": lr, "pairs_per_s": round(seen / epoch_s, 3), "epoch_s": round(epoch_s, 3)},
+        )
     if run.rt.distributed:
         dist.barrier()
 
@@ -335,8 +378,14 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[np.ndarray, int]:
     cfg, rt = run.cfg, run.rt
     run.net.train()
     sums, seen = torch.zeros(3, dtype=torch.float64), 0
-    bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False, dynamic_ncols=True,
-               disable=not (cfg.progress and rt.is_main))
+    bar = tqdm(
+        run.loader,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        unit="batch",
+        leave=False,
+        dynamic_ncols=True,
+        disable=not (cfg.progress and rt.is_main),
+    )
     try:
         for step, batch in enumerate(bar):
             values, n = _step(run, batch, epoch, step)
@@ -359,7 +408,8 @@ def _step(run: _Run, batch: dict[str, Any], epoch: int, step: int) -> tuple[torc
     """One optimiser step; returns the ``[loss, int, tex]`` values and the batch size."""
     rt = run.rt
     ir, vis, mask = (
-        batch[k].to(rt.device, non_blocking=True).contiguous(memory_format=run.memory_format) for k in ("ir", "vis", "mask")
+        batch[k].to(rt.device, non_blocking=True).contiguous(memory_format=run.memory_format)
+        for k in ("ir", "vis", "mask")
     )
     with torch.autocast(rt.device.type, dtype=run.amp_dtype, enabled=run.use_amp):
         fused = run.net(ir, vis)
@@ -400,34 +450,60 @@ def _finish_epoch(run: _Run, epoch: int, train_terms: np.ndarray, timing: dict[s
     if improved or not (out / BEST).exists():
         atomic_copy(out / LAST, out / BEST)
     keep_recent(out, epoch + 1, cfg.keep_last)
-    row: dict[str, Any] = {"epoch": epoch + 1, "lr": timing["lr"], "train_loss": float(train_terms[0]),
-                           "train_int": float(train_terms[1]), "train_tex": float(train_terms[2]),
-                           "pairs_per_s": timing["pairs_per_s"], "epoch_s": timing["epoch_s"], "time": date}
+    row: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "lr": timing["lr"],
+        "train_loss": float(train_terms[0]),
+        "train_int": float(train_terms[1]),
+        "train_tex": float(train_terms[2]),
+        "pairs_per_s": timing["pairs_per_s"],
+        "epoch_s": timing["epoch_s"],
+        "time": date,
+    }
     if val_terms is not None:
         row.update(val_loss=float(val_terms[0]), val_int=float(val_terms[1]), val_tex=float(val_terms[2]))
         row.update({f"val_{k}": v for k, v in metrics.items()})
     assert run.log is not None
     run.log.log(row, grid)
-    summary = f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} (int {row['train_int']:.4f}, tex {row['train_tex']:.4f})"
+    summary = (
+        f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} "
+        f"(int {row['train_int']:.4f}, tex {row['train_tex']:.4f})"
+    )
     if val_terms is not None:
         summary += f", val {row['val_loss']:.4f}" + "".join(f", {k} {v:.3f}" for k, v in metrics.items())
-    print(summary + f", {row['pairs_per_s']:.2f} pairs/s, lr {row['lr']:.2e}" + (" *" if improved else ""), file=sys.stderr)
+    print(
+        summary + f", {row['pairs_per_s']:.2f} pairs/s, lr {row['lr']:.2e}" + (" *" if improved else ""),
+        file=sys.stderr,
+    )
 
 
 def _save(run: _Run, epoch: int, train_terms: np.ndarray, val_terms: np.ndarray | None) -> str:
     """Write ``last.pt`` (weights, optimizer, schedule, RNG, config); returns the date stamp."""
     cfg = run.cfg
-    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    date = datetime.now(UTC).isoformat(timespec="seconds")
     meta = {
-        "data": str(cfg.data), "epochs": epoch + 1, "train_loss": float(train_terms[0]),
-        "val_loss": None if val_terms is None else float(val_terms[0]), "loss_setting": cfg.loss,
-        "mask_source": run.dataset.mask_source, "pairs": run.n_train, "world_size": run.rt.world_size,
-        "command": shlex.join(["refinefuse", *sys.argv[1:]]), "date": date,
+        "data": str(cfg.data),
+        "epochs": epoch + 1,
+        "train_loss": float(train_terms[0]),
+        "val_loss": None if val_terms is None else float(val_terms[0]),
+        "loss_setting": cfg.loss,
+        "mask_source": run.dataset.mask_source,
+        "pairs": run.n_train,
+        "world_size": run.rt.world_size,
+        "command": shlex.join(["refinefuse", *sys.argv[1:]]),
+        "date": date,
     }
     save_checkpoint(
-        run.out / LAST, run.model, meta=meta, optimizer=run.optimizer.state_dict(),
-        scheduler=run.scheduler.state_dict(), scaler=run.scaler.state_dict() if run.scaler.is_enabled() else None,
-        epoch=epoch + 1, best=run.best, rng=rng_state(), train_config=cfg.to_dict(),
+        run.out / LAST,
+        run.model,
+        meta=meta,
+        optimizer=run.optimizer.state_dict(),
+        scheduler=run.scheduler.state_dict(),
+        scaler=run.scaler.state_dict() if run.scaler.is_enabled() else None,
+        epoch=epoch + 1,
+        best=run.best,
+        rng=rng_state(),
+        train_config=cfg.to_dict(),
     )
     return date
 
@@ -435,7 +511,11 @@ def _save(run: _Run, epoch: int, train_terms: np.ndarray, val_terms: np.ndarray 
 # ----------------------------------------------------------------------------- validation
 @torch.no_grad()
 def validate(
-    model: nn.Module, loader: DataLoader, criterion: FusionLoss, rt: Runtime, cfg: TrainConfig  # type: ignore[type-arg]
+    model: nn.Module,
+    loader: DataLoader,
+    criterion: FusionLoss,
+    rt: Runtime,
+    cfg: TrainConfig,  # type: ignore[type-arg]
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Mean ``[loss, int, tex]`` over the validation pairs, an ``ir | vis | fused`` uint8 grid,
     and the mean of ``cfg.val_metrics``."""
@@ -457,7 +537,12 @@ def validate(
             rows.append(np.hstack([a8, gap, b8, gap, f8]))
             if score:
                 try:
-                    values = evaluate(f8.astype(np.float64), a8.astype(np.float64), b8.astype(np.float64), metrics=list(cfg.val_metrics))
+                    values = evaluate(
+                        f8.astype(np.float64),
+                        a8.astype(np.float64),
+                        b8.astype(np.float64),
+                        metrics=list(cfg.val_metrics),
+                    )
                 except ValueError as exc:  # e.g. a metric that needs larger images than the crop
                     print(f"refinefuse: validation metrics skipped: {exc}", file=sys.stderr)
                     score, per_pair = False, []

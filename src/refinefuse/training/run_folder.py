@@ -23,8 +23,17 @@ from ..config import TrainConfig
 from ..errors import InputError
 from ..io import atomic_path
 
-__all__ = ["LAST", "BEST", "RunLog", "prepare_out", "read_resume_checkpoint", "checked_weights", "load_init",
-           "atomic_copy", "keep_recent"]
+__all__ = [
+    "LAST",
+    "BEST",
+    "RunLog",
+    "prepare_out",
+    "read_resume_checkpoint",
+    "checked_weights",
+    "load_init",
+    "atomic_copy",
+    "keep_recent",
+]
 
 LAST, BEST = "last.pt", "best.pt"
 
@@ -89,7 +98,9 @@ def prepare_out(out: Path, cfg: TrainConfig) -> dict[str, Any] | None:
         print(f"refinefuse: no {last} yet; starting a new run", file=sys.stderr)
         return None
     if last.exists():
-        raise InputError(f"{last}: run folder already holds a checkpoint; pass --resume to continue or choose another --out")
+        raise InputError(
+            f"{last}: run folder already holds a checkpoint; pass --resume to continue or choose another --out"
+        )
     return None
 
 
@@ -121,7 +132,9 @@ class RunLog:
         rows = []
         if start_epoch > 0 and self.path.is_file():  # drop rows of epochs the checkpoint does not cover
             with self.path.open(newline="") as fh:
-                rows = [r for r in csv.DictReader(fh) if r.get("epoch", "").isdigit() and int(r["epoch"]) <= start_epoch]
+                rows = [
+                    r for r in csv.DictReader(fh) if r.get("epoch", "").isdigit() and int(r["epoch"]) <= start_epoch
+                ]
         self._write(rows, mode="w")
         self.tb = None
         if cfg.tensorboard:

@@ -56,8 +56,13 @@ def _device(cfg: TrainConfig, world: int, local_rank: int) -> torch.device:
 def rng_state() -> dict[str, Any]:
     """torch, numpy and Python random states as tensors and plain data (``weights_only`` loadable)."""
     name, key, pos, has_gauss, gauss = np.random.get_state()
-    numpy_state = {"name": name, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
-                   "has_gauss": int(has_gauss), "gauss": float(gauss)}
+    numpy_state = {
+        "name": name,
+        "key": torch.from_numpy(key.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "gauss": float(gauss),
+    }
     state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
