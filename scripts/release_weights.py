@@ -4,7 +4,10 @@
         [--table results/msrs/table.md] [--notes NOTES.md] [--out src/refinefuse/weights]
 
 A run started from another run's checkpoint (``--set init=...``) is a later stage of one
-schedule: the card follows the ``init`` chain back and lists every stage.
+schedule: the card follows the ``init`` chain back and lists every stage. A chain may start
+from an earlier *release* (weights without a run folder, e.g. the previously shipped file):
+its recorded stages (commands, epochs, wall time in its metadata) are counted, and
+``--previous-card`` quotes that release's per-stage tables.
 
 Writes ``refinefuse_msrs.safetensors`` (float16 weights + metadata in its header, see
 ``refinefuse.checkpoint.release_checkpoint``) and ``MODEL_CARD.md``. Every figure in the
@@ -49,10 +52,14 @@ def portable_command(command: str) -> str:
 
 def lineage(checkpoint: Path) -> list[dict]:
     """The training stages behind ``checkpoint``, oldest first: each stage is a run whose
-    ``init`` names the checkpoint of the stage before it."""
+    ``init`` names the checkpoint of the stage before it. A chain that starts from a release
+    (no training state) begins with ``{"release": path, "state": state}``."""
     stages, path = [], checkpoint
     while path is not None:
         state = read_checkpoint(path)
+        if "epoch" not in state or "train_config" not in state:  # a released file: its stages are in its meta
+            stages.insert(0, {"release": path, "state": state})
+            break
         run = path.parent
         with open(run / "log.csv", newline="") as f:
             rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= int(state["epoch"])]
@@ -82,6 +89,20 @@ def _schedule(cfg: dict) -> str:
     )
 
 
+def _previous_stages(previous: dict, card: Path | None) -> list[str]:
+    """Stages 1..k of the release the chain starts from: that card's stage sections when
+    ``card`` is given, else the commands and epochs recorded in the release's metadata."""
+    if card is not None:
+        text = card.read_text()
+        start = text.index("### Stage 1")
+        end = min(i for i in (text.find("(Validation metrics", start), text.find("## Why", start), len(text)) if i >= 0)
+        return [text[start:end].rstrip(), ""]
+    lines = []
+    for i, (command, epochs) in enumerate(zip(previous.get("commands", []), previous.get("stage_epochs", [])), 1):
+        lines += [f"### Stage {i}: {epochs} epochs", "", f"- command: `{command}`", ""]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, type=Path, help="training run folder (log.csv, best.pt, last.pt)")
@@ -90,24 +111,32 @@ def main() -> None:
     parser.add_argument(
         "--notes", type=Path, help="Markdown file with the reasons for the schedule, quoted in the card"
     )
+    parser.add_argument(
+        "--previous-card", type=Path, help="MODEL_CARD.md of the release the chain starts from (its stage tables)"
+    )
     parser.add_argument("--out", type=Path, default=Path("src/refinefuse/weights"))
     parser.add_argument("--device", default=f"CPU ({_cpu_name()}), {os.cpu_count()} cores, no GPU")
     args = parser.parse_args()
 
     src = args.run.expanduser() / args.checkpoint
     stages = lineage(src)
+    previous = stages.pop(0)["state"].get("meta", {}) if "release" in stages[0] else {}
     final = stages[-1]
     meta = final["state"].get("meta", {})
     last = final["rows"][-1]
     wall_h = sum(float(r["epoch_s"]) for stage in stages for r in stage["rows"]) / 3600
+    wall_h += float(previous.get("wall_time_h", 0.0))
     data = "msrs/train128 (" + str(meta.get("pairs")) + " training pairs, YOLO boxes_ir -> salient masks)"
-    commands = [portable_command(stage["state"].get("meta", {}).get("command", "")) for stage in stages]
+    commands = list(previous.get("commands", []))
+    commands += [portable_command(stage["state"].get("meta", {}).get("command", "")) for stage in stages]
+    stage_epochs = list(previous.get("stage_epochs", [])) + [int(stage["state"]["epoch"]) for stage in stages]
+    n_previous = len(previous.get("stage_epochs", []))
     release = {
         "data": data,
         "command": commands[-1],
         "commands": commands,
-        "epochs": sum(int(stage["state"]["epoch"]) for stage in stages),
-        "stage_epochs": [int(stage["state"]["epoch"]) for stage in stages],
+        "epochs": sum(stage_epochs),
+        "stage_epochs": stage_epochs,
         "planned_epochs": final["cfg"].get("epochs"),
         "wall_time_h": round(wall_h, 2),
         "device": args.device,
@@ -130,7 +159,7 @@ def main() -> None:
         "|---|---|",
         f"| data | `../shared/data/{data.split(' ')[0]}` {data.split(' ', 1)[1]}; 4 of them held out for validation. Never msrs/test, tno or medical. |",
         f"| command | `{release['command']}` (the last stage; every stage below; rerunning a command continues it after an interruption) |",
-        f"| epochs | {release['epochs']} in {len(stages)} stage(s): {' + '.join(map(str, release['stage_epochs']))} (checkpoint `{args.checkpoint}` of the last) |",
+        f"| epochs | {release['epochs']} in {len(stage_epochs)} stage(s): {' + '.join(map(str, stage_epochs))} (checkpoint `{args.checkpoint}` of the last) |",
         f"| wall time | {wall_h:.2f} h of training (sum of the epochs in the stages' `log.csv`) |",
         f"| device | {release['device']}; torch {torch.__version__} |",
         f"| final loss | train {release['train_loss']:.4f}, validation {release['val_loss']:.4f} (epoch {last['epoch']} of the last stage; paper loss when that stage uses it) |",
@@ -140,7 +169,9 @@ def main() -> None:
         "Each stage starts from the weights of the one before (`--set init=CHECKPOINT`: fresh optimizer and schedule).",
         "",
     ]
-    for i, stage in enumerate(stages, 1):
+    if n_previous:
+        lines += _previous_stages(previous, args.previous_card)
+    for i, stage in enumerate(stages, n_previous + 1):
         rows = stage["rows"]
         stage_h = sum(float(r["epoch_s"]) for r in rows) / 3600
         lines += [

@@ -47,3 +47,41 @@ def test_card_follows_the_init_chain(data_dir, tmp_path):
     assert "### Stage 1: 2 epochs" in card and "### Stage 2: 1 epochs" in card
     assert "loss `B` (max-intensity, Table 8), lambda 0.0" in card and "paper loss `full`" in card
     assert "## Why this schedule\n\nWhy: a test." in card
+
+
+def test_chain_from_an_earlier_release_counts_its_stages(data_dir, tmp_path):
+    """Stage 2 starts from a released file (no run folder): the card keeps the release's
+    stage tables (--previous-card) and counts its epochs and commands."""
+    first = tmp_path / "stage1"
+    train(_config(data_dir, first, epochs=2))
+    v1 = tmp_path / "v1"
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "--run", str(first), "--checkpoint", "last.pt", "--out", str(v1)],
+        check=True,
+        capture_output=True,
+    )
+    second = tmp_path / "stage2"
+    train(_config(data_dir, second, epochs=1, init=str(v1 / "refinefuse_msrs.safetensors")))
+    out = tmp_path / "v2"
+    subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--run",
+            str(second),
+            "--checkpoint",
+            "last.pt",
+            "--previous-card",
+            str(v1 / "MODEL_CARD.md"),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    meta = read_checkpoint(out / "refinefuse_msrs.safetensors")["meta"]
+    assert meta["stage_epochs"] == [2, 1] and meta["epochs"] == 3 and len(meta["commands"]) == 2
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "| epochs | 3 in 2 stage(s): 2 + 1" in card
+    assert card.count("### Stage 1: 2 epochs") == 1 and "### Stage 2: 1 epochs" in card
+    assert "| 2 | " in card.split("### Stage 2")[0]  # stage 1's per-epoch table, quoted from the earlier card
