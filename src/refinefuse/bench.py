@@ -103,7 +103,7 @@ def _network_of(method: str) -> str | None:
 
 
 def _load_network(
-    name: str, weights: str | os.PathLike | None, model_overrides: dict | None
+    name: str, weights: str | os.PathLike[str] | None, model_overrides: dict | None
 ) -> tuple[torch.nn.Module, str]:
     """Network ``name`` to time and a note on where its weights come from."""
     from .methods import default_weights, load_network
@@ -159,7 +159,7 @@ def run_benchmark(
     precision: str = "fp32",
     repeats: int = 5,
     warmup: int = 1,
-    weights: str | os.PathLike | None = None,
+    weights: str | os.PathLike[str] | None = None,
     model_overrides: dict | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:

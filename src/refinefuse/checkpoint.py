@@ -87,7 +87,8 @@ def _json_scalar(obj: Any) -> Any:
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
     """``{"name", "config"}`` of a model built by :func:`refinefuse.models.create_model`."""
-    return {"name": getattr(model, "model_name", "refinefuse"), "config": dict(model.config)}
+    # nn.Module.__getattr__ is typed as returning Tensor | Module; ``config`` is the constructor kwargs dict
+    return {"name": getattr(model, "model_name", "refinefuse"), "config": dict(model.config)}  # type: ignore[arg-type]
 
 
 def _stored_state_dict(model: nn.Module, weights_dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
@@ -99,10 +100,10 @@ def _stored_state_dict(model: nn.Module, weights_dtype: torch.dtype | None) -> d
 
 
 def save_checkpoint(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     model: nn.Module,
     *,
-    meta: dict | None = None,
+    meta: dict[str, Any] | None = None,
     weights_dtype: torch.dtype | None = None,
     **extra: Any,
 ) -> Path:
@@ -128,7 +129,11 @@ def save_checkpoint(
 
 
 def save_weights(
-    path: str | os.PathLike, model: nn.Module, *, meta: dict | None = None, weights_dtype: torch.dtype | None = None
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    *,
+    meta: dict[str, Any] | None = None,
+    weights_dtype: torch.dtype | None = None,
 ) -> Path:
     """Atomically write ``model``'s weights as ``.safetensors``; model spec and ``meta`` go in the header.
 
@@ -203,7 +208,7 @@ def _read_torch(path: Path, map_location: str | torch.device) -> Any:
         raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
 
 
-def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint (``.safetensors`` or ``.pt``) as a dict, checking its format.
 
     Never executes code from the file; :class:`InputError` names the file otherwise.
@@ -228,7 +233,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return state
 
 
-def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model stored in a checkpoint, weights loaded, in eval mode on ``map_location``."""
     from .models import create_model
 
@@ -250,7 +255,9 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     return model.to(map_location).eval()
 
 
-def release_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, meta: dict | None = None) -> Path:
+def release_checkpoint(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], *, meta: dict[str, Any] | None = None
+) -> Path:
     """Strip a training checkpoint to what fusion needs (model + meta), weights in float16.
 
     Used to make the weights shipped in ``refinefuse/weights``; ``meta`` is merged over

@@ -552,6 +552,105 @@ def _run_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- ablate / features
+def _add_ablate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ablate",
+        help="ablation study (paper Tables 8-10): train every variant under one schedule, evaluate, tabulate",
+        description="Train each variant of the requested ablation tables (8: loss settings A, B, C; 9: SFIM/PSIM/FIM "
+        "variants I-V; 10: 3 and 5 levels; the full model in every table) with the project's trainer under ONE "
+        "schedule, same data and seed, each in OUT/runs/VARIANT-seedK; evaluate each on MSRS test and TNO "
+        "(reproduce); measure parameters, MACs at 256x256 and CPU time at 640x480; write OUT/tableN.md and .json "
+        "(our rows, then the paper's rows marked '(published)'). Hours of CPU with the default schedule; "
+        "--resume continues a killed run.",
+    )
+    p.add_argument("--table", default="all", metavar="8|9|10|all", help="which table(s), e.g. 9 or 8,10 (default all)")
+    p.add_argument("--out", required=True, metavar="DIR", help="ablation folder (runs, evaluations, tables)")
+    p.add_argument(
+        "--schedule",
+        metavar="FILE",
+        help="YAML of training settings shared by every run (default: the packaged configs/ablation_cpu.yaml)",
+    )
+    p.add_argument("--data", metavar="DIR", help="training folder (default ../shared/data/msrs/train128)")
+    p.add_argument("--data-root", help="shared data root (default $REFINEFUSE_DATA_ROOT or ../shared)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue: skip finished runs, resume an unfinished one, reuse finished evaluations",
+    )
+    p.add_argument(
+        "--max-pairs", type=int, metavar="N", help="evaluate N evenly spaced pairs per dataset (default all)"
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        metavar="K",
+        help="train the full model with K seeds; its row is then mean ± std (seed noise) (default 1)",
+    )
+    p.add_argument("--datasets", default="msrs,tno", help="evaluation datasets, comma-separated (default msrs,tno)")
+    p.add_argument("--variants", help="only these variants, comma-separated (quick runs; keys of ablation.VARIANTS)")
+    p.add_argument("--device", default="auto", help="evaluation device (training: the schedule's device)")
+    p.add_argument("--bench-repeats", type=int, default=5, metavar="N", help="timed CPU forward passes (default 5)")
+    p.add_argument("--workers", type=int, help="metric evaluation processes (default: number of CPUs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_ablate)
+
+
+def _run_ablate(args: argparse.Namespace) -> int:
+    from .ablation import ablate
+
+    def names(text: str | None) -> list[str] | None:
+        return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+    res = ablate(
+        args.table,
+        args.out,
+        schedule=args.schedule,
+        data=args.data,
+        resume=args.resume,
+        max_pairs=args.max_pairs,
+        seeds=args.seeds,
+        datasets=names(args.datasets) or [],
+        variants=names(args.variants),
+        data_root_dir=args.data_root,
+        device=args.device,
+        bench_repeats=args.bench_repeats,
+        workers=args.workers,
+        progress=not args.quiet,
+        log=lambda msg: print(msg, file=sys.stderr),
+    )
+    for paths in res["tables"].values():
+        print(paths["md"].read_text(), end="\n")
+        print(f"wrote {paths['md']} and {paths['json']}", file=sys.stderr)
+    return 0
+
+
+def _add_features(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "features",
+        help="feature visualisation of one pair (paper Fig. 11): level-1/3 features, SFIM, PSIM and FIM outputs",
+        description="Run the network on one pair and save one labelled figure of its inner features (forward "
+        "hooks): the infrared, visible and fused features at levels 1 and 3, and the outputs of SFIM (level 2), "
+        "PSIM (deepest level) and FIM. Each map is shown as its first principal component over the channels "
+        "(--reduce pca, sign following the channel mean) or its channel mean.",
+    )
+    p.add_argument("--ir", required=True, help="infrared (or CT/PET/SPECT) image")
+    p.add_argument("--vis", required=True, help="visible (or MRI) image")
+    p.add_argument("--out", required=True, metavar="FIG.png", help="figure to write (PNG)")
+    p.add_argument("--weights", help="checkpoint of any registered network (default: the shipped weights)")
+    p.add_argument("--reduce", default="pca", choices=["pca", "mean"], help="channels -> one map (default pca)")
+    p.set_defaults(func=_run_features)
+
+
+def _run_features(args: argparse.Namespace) -> int:
+    from .features import feature_figure
+
+    path = feature_figure(args.ir, args.vis, args.out, weights=args.weights, reduce=args.reduce)
+    print(f"wrote {path}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- entry point
 COMMANDS = (
     _add_fuse,
@@ -563,6 +662,8 @@ COMMANDS = (
     _add_bench,
     _add_export_onnx,
     _add_reproduce,
+    _add_ablate,
+    _add_features,
 )
 
 

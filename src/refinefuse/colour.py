@@ -42,7 +42,7 @@ def luminance(img: np.ndarray) -> np.ndarray:
 def grey_255(img: np.ndarray) -> np.ndarray:
     """Metric input: float64 grey 0-255, exactly like the reference evaluators
     (``cv2.cvtColor(BGR2GRAY)`` on float32, then rounded)."""
-    f = img.astype(np.float32)
+    f: np.ndarray = img.astype(np.float32)
     if f.ndim == 3:
         f = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)
     return np.round(f).astype(np.float64)

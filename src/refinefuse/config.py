@@ -196,7 +196,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def load_config(path: str | os.PathLike, base: TrainConfig | None = None) -> TrainConfig:
+def load_config(path: str | os.PathLike[str], base: TrainConfig | None = None) -> TrainConfig:
     """Read a YAML mapping of settings on top of ``base`` (default: the dataclass defaults)."""
     path = Path(path)
     if not path.is_file():
@@ -212,7 +212,7 @@ def load_config(path: str | os.PathLike, base: TrainConfig | None = None) -> Tra
     return apply_overrides(base if base is not None else TrainConfig(), values, source=str(path))
 
 
-def save_config(cfg: TrainConfig, path: str | os.PathLike) -> Path:
+def save_config(cfg: TrainConfig, path: str | os.PathLike[str]) -> Path:
     """Write ``cfg`` as YAML (atomically)."""
     with atomic_path(path) as tmp:
         tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -39,11 +39,11 @@ class DatasetSpec:
     boxes_ir: str | Path | None = None
     boxes_vis: str | Path | None = None
 
-    def folder(self, path: str | Path, root: str | os.PathLike | None = None) -> Path:
+    def folder(self, path: str | Path, root: str | os.PathLike[str] | None = None) -> Path:
         """``path`` (one of this spec's folders) resolved against the data root when relative."""
         return Path(path) if Path(path).is_absolute() else dataset_dir(str(path), root)
 
-    def folders(self, root: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    def folders(self, root: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
         """``(ir folder, vis folder)`` under data root ``root`` (default :func:`refinefuse.paths.data_root`)."""
         return self.folder(self.ir, root), self.folder(self.vis, root)
 
@@ -87,7 +87,9 @@ def get_dataset(name: str) -> DatasetSpec:
         ) from None
 
 
-def folder_dataset(ir: str | os.PathLike, vis: str | os.PathLike, name: str, mode: str = "ir-vis") -> DatasetSpec:
+def folder_dataset(
+    ir: str | os.PathLike[str], vis: str | os.PathLike[str], name: str, mode: str = "ir-vis"
+) -> DatasetSpec:
     """A dataset of any two folders paired by file stem, named ``name`` (a plain folder name).
 
     Slot labels: ``Infrared`` / ``Visible`` in ``ir-vis`` mode, the folder names in ``medical``

@@ -44,7 +44,7 @@ def _round_up(n: int, multiple: int) -> int:
 
 def export_onnx(
     model: nn.Module,
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     height: int = 480,
     width: int = 640,
     opset: int = DEFAULT_OPSET,
@@ -102,7 +102,10 @@ def onnx_available() -> bool:
 
 
 def cached_export(
-    model: nn.Module, weights: str | os.PathLike, cache: str | os.PathLike | None = None, opset: int = DEFAULT_OPSET
+    model: nn.Module,
+    weights: str | os.PathLike[str],
+    cache: str | os.PathLike[str] | None = None,
+    opset: int = DEFAULT_OPSET,
 ) -> Path:
     """The ONNX export of checkpoint ``weights`` (loaded as ``model``), made once and kept in
     :func:`refinefuse.paths.cache_dir` under the checkpoint's SHA-256, the opset and the
@@ -162,7 +165,7 @@ class OnnxFuser:
     threads (default: its own choice).
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
         ort = _require("onnxruntime")
         self.path = Path(path)
         if not self.path.is_file():
@@ -195,12 +198,12 @@ class OnnxFuser:
         return self.run(ir_y[None, None], vis_y[None, None])[0, 0]
 
 
-def onnx_fuser(path: str | os.PathLike, threads: int | None = None) -> OnnxFuser:
+def onnx_fuser(path: str | os.PathLike[str], threads: int | None = None) -> OnnxFuser:
     """Grey fuser for :func:`refinefuse.fuse.fuse_arrays` from an exported ONNX file."""
     return OnnxFuser(path, threads=threads)
 
 
-def compare_onnx(model: nn.Module, path: str | os.PathLike, ir: np.ndarray, vis: np.ndarray) -> float:
+def compare_onnx(model: nn.Module, path: str | os.PathLike[str], ir: np.ndarray, vis: np.ndarray) -> float:
     """Max absolute difference between ``model`` (PyTorch) and the ONNX file on float32 ``(H, W)`` [0, 1] inputs."""
     from .models.inference import fuse_tensor
 

@@ -94,7 +94,7 @@ def fuse_arrays(ir: np.ndarray, vis: np.ndarray, fuser: GreyFuser, mode: str = "
 # ----------------------------------------------------------------------------- fusers
 def load_fuser(
     method: str = DEFAULT_METHOD,
-    weights: str | os.PathLike | None = None,
+    weights: str | os.PathLike[str] | None = None,
     device: str | torch.device = "auto",
     backend: str = "auto",
 ) -> GreyFuser:
@@ -122,7 +122,7 @@ class FuseJob:
     replace: bool = False  # out exists but does not decode (skip_existing): redo it in place
 
 
-def output_done(path: str | os.PathLike) -> bool:
+def output_done(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` exists and decodes as an image (a finished output)."""
     try:
         read_image(path)
@@ -157,9 +157,9 @@ def check_writable(folder: Path) -> None:
 
 
 def plan_jobs(
-    ir: str | os.PathLike,
-    vis: str | os.PathLike,
-    out: str | os.PathLike,
+    ir: str | os.PathLike[str],
+    vis: str | os.PathLike[str],
+    out: str | os.PathLike[str],
     *,
     ext: str = ".png",
     overwrite: bool = False,
@@ -180,9 +180,9 @@ def plan_jobs(
 
 
 def _plan(
-    ir: str | os.PathLike,
-    vis: str | os.PathLike,
-    out: str | os.PathLike,
+    ir: str | os.PathLike[str],
+    vis: str | os.PathLike[str],
+    out: str | os.PathLike[str],
     *,
     ext: str,
     overwrite: bool,
@@ -225,12 +225,12 @@ def _plan(
 
 
 def fuse_paths(
-    ir: str | os.PathLike,
-    vis: str | os.PathLike,
-    out: str | os.PathLike,
+    ir: str | os.PathLike[str],
+    vis: str | os.PathLike[str],
+    out: str | os.PathLike[str],
     *,
     method: str = DEFAULT_METHOD,
-    weights: str | os.PathLike | None = None,
+    weights: str | os.PathLike[str] | None = None,
     device: str = "auto",
     backend: str = "auto",
     mode: str = "auto",
@@ -271,11 +271,11 @@ def fuse_paths(
 
 
 def fuse_images(
-    ir: np.ndarray | str | os.PathLike,
-    vis: np.ndarray | str | os.PathLike,
+    ir: np.ndarray | str | os.PathLike[str],
+    vis: np.ndarray | str | os.PathLike[str],
     *,
     method: str = DEFAULT_METHOD,
-    weights: str | os.PathLike | None = None,
+    weights: str | os.PathLike[str] | None = None,
     model: torch.nn.Module | None = None,
     device: str = "auto",
     mode: str = "auto",
@@ -298,10 +298,10 @@ def fuse_images(
 
 
 def demo(
-    out: str | os.PathLike,
+    out: str | os.PathLike[str],
     *,
     method: str = DEFAULT_METHOD,
-    weights: str | os.PathLike | None = None,
+    weights: str | os.PathLike[str] | None = None,
     device: str = "auto",
     overwrite: bool = False,
 ) -> Path:

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 import cv2
 import numpy as np
@@ -36,8 +36,13 @@ TEMP_PREFIX = ".refinefuse-tmp-"  # every temporary file this package writes sta
 TEMP_SUFFIX = ".tmp"
 
 
+class _Silence(TypedDict):
+    depth: int  # nesting of _native_stderr_silenced
+    saved: int | None  # a duplicate of the real fd 2 while silenced
+
+
 _silence_lock = threading.Lock()
-_silence = {"depth": 0, "saved": None}  # fd 2 is per process: threads share one redirection
+_silence: _Silence = {"depth": 0, "saved": None}  # fd 2 is per process: threads share one redirection
 
 
 @contextmanager
@@ -75,7 +80,7 @@ def _native_stderr_silenced() -> Iterator[None]:
                 _silence["saved"] = None
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image file as uint8 ``(H, W)`` grey or ``(H, W, 3)`` RGB.
 
     Raises :class:`InputError` naming the file when it is missing or unreadable.
@@ -115,7 +120,7 @@ def is_grey_rgb(img: np.ndarray) -> bool:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed to ``path``.
 
     The one way this package writes files (images, checkpoints, configs, ONNX models):
@@ -164,7 +169,7 @@ def _rename_no_clobber(tmp: Path, path: Path) -> None:
         tmp.unlink()
 
 
-def remove_stale_temps(folder: str | os.PathLike, *, min_age_s: float = 60.0) -> list[Path]:
+def remove_stale_temps(folder: str | os.PathLike[str], *, min_age_s: float = 60.0) -> list[Path]:
     """Delete this package's temporary files (:data:`TEMP_PREFIX`) left in ``folder`` by a
     killed run; returns them. Only files older than ``min_age_s`` seconds go, so a second
     run writing into the same folder right now keeps its temporaries."""
@@ -184,7 +189,7 @@ def remove_stale_temps(folder: str | os.PathLike, *, min_age_s: float = 60.0) ->
     return removed
 
 
-def write_image(path: str | os.PathLike, img: np.ndarray, *, overwrite: bool = True) -> Path:
+def write_image(path: str | os.PathLike[str], img: np.ndarray, *, overwrite: bool = True) -> Path:
     """Write uint8 ``(H, W)`` grey or ``(H, W, 3)`` RGB atomically (temp file + rename).
 
     ``overwrite=False``: an existing ``path`` (even one created while encoding) is never
@@ -212,7 +217,7 @@ _HEADER_CHANNELS = {
 _HEADER_FORMATS = {"PNG", "JPEG", "BMP", "TIFF", "WEBP"}
 
 
-def read_image_header(path: str | os.PathLike) -> tuple[int, int, int]:
+def read_image_header(path: str | os.PathLike[str]) -> tuple[int, int, int]:
     """``(width, height, channels)`` of an image file, without decoding its pixels where possible.
 
     ``channels`` counts the stored channels (1 grey, 2 grey + alpha, 3 colour/palette,
@@ -229,8 +234,8 @@ def read_image_header(path: str | os.PathLike) -> tuple[int, int, int]:
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - Pillow comes with scikit-image
-        Image = None
-    if Image is not None:
+        pass
+    else:
         try:
             with Image.open(path) as im:
                 (width, height), mode, fmt = im.size, im.mode, im.format
@@ -275,7 +280,7 @@ def available_cpus() -> int:
     return max(1, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else max(1, os.cpu_count() or 1)
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     """Image files directly in ``folder`` (sorted by name); error if missing or empty."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -295,7 +300,7 @@ class Pair:
     vis: Path
 
 
-def images_by_stem(folder: str | os.PathLike) -> dict[str, Path]:
+def images_by_stem(folder: str | os.PathLike[str]) -> dict[str, Path]:
     """``{stem: path}`` of the images in ``folder``; two images with one stem are an error."""
     files: dict[str, Path] = {}
     for p in list_images(folder):
@@ -305,7 +310,7 @@ def images_by_stem(folder: str | os.PathLike) -> dict[str, Path]:
     return files
 
 
-def pair_folders(ir_dir: str | os.PathLike, vis_dir: str | os.PathLike, *, strict: bool = True) -> list[Pair]:
+def pair_folders(ir_dir: str | os.PathLike[str], vis_dir: str | os.PathLike[str], *, strict: bool = True) -> list[Pair]:
     """Pair images of two folders by file stem (extensions may differ).
 
     With ``strict`` an image without a partner raises :class:`InputError` naming it;

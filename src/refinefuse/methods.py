@@ -13,6 +13,7 @@ import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,7 +60,7 @@ def default_weights(method: str = DEFAULT_METHOD) -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
-def load_network(method: str, weights: str | os.PathLike | None = None) -> tuple[nn.Module, Path]:
+def load_network(method: str, weights: str | os.PathLike[str] | None = None) -> tuple[nn.Module, Path]:
     """Network ``method`` on the CPU, eval mode, from ``weights`` (default: its shipped weights).
 
     Returns ``(model, checkpoint path)``. :class:`InputError` (one line) when no weights are
@@ -105,7 +106,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     else:
         backend = getattr(torch, dev.type, None)
         available = bool(backend is not None and backend.is_available())
-        count = backend.device_count() if available else 0
+        count = backend.device_count() if backend is not None and available else 0
     if not available:
         raise InputError(f"--device {device} requested but no {dev.type.upper()} device is available")
     if dev.index is not None and dev.index >= count:
@@ -113,7 +114,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def network_fuser(model: nn.Module, device: str | torch.device = "auto", **tiling) -> GreyFuser:
+def network_fuser(model: nn.Module, device: str | torch.device = "auto", **tiling: Any) -> GreyFuser:
     """Wrap a network as a grey fuser (inference mode, tiled for large images)."""
     from .models.inference import fuse_tensor
 
@@ -128,7 +129,7 @@ def network_fuser(model: nn.Module, device: str | torch.device = "auto", **tilin
     return fuse
 
 
-def onnx_network_fuser(model: nn.Module, weights: str | os.PathLike) -> GreyFuser:
+def onnx_network_fuser(model: nn.Module, weights: str | os.PathLike[str]) -> GreyFuser:
     """The network through ONNX Runtime on the CPU (about twice as fast as PyTorch eager there,
     same output to 1e-6; see docs/efficiency.md). The export is cached per checkpoint
     (:func:`refinefuse.export.cached_export`). Images larger than the tiling threshold go
@@ -148,7 +149,7 @@ def onnx_network_fuser(model: nn.Module, weights: str | os.PathLike) -> GreyFuse
 # ----------------------------------------------------------------------------- fusers by name
 def get_fuser(
     name: str = DEFAULT_METHOD,
-    weights: str | os.PathLike | None = None,
+    weights: str | os.PathLike[str] | None = None,
     device: str | torch.device = "auto",
     backend: str = "auto",
 ) -> GreyFuser:

@@ -13,7 +13,7 @@ ENV_DATA_ROOT = "REFINEFUSE_DATA_ROOT"
 ENV_CACHE = "REFINEFUSE_CACHE"
 
 
-def data_root(override: str | os.PathLike | None = None) -> Path:
+def data_root(override: str | os.PathLike[str] | None = None) -> Path:
     """Return the shared data root: ``override``, else the env variable, else ``../shared``."""
     if override is not None:
         return Path(override)
@@ -21,7 +21,7 @@ def data_root(override: str | os.PathLike | None = None) -> Path:
     return Path(env) if env else Path("..") / "shared"
 
 
-def dataset_dir(name: str, root: str | os.PathLike | None = None) -> Path:
+def dataset_dir(name: str, root: str | os.PathLike[str] | None = None) -> Path:
     """Folder of a named dataset under ``<root>/data`` (e.g. ``msrs/test``, ``tno``)."""
     return data_root(root) / "data" / name
 

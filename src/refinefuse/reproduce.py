@@ -30,6 +30,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -51,20 +52,21 @@ FLOOR_METHODS = ("max", "mean")
 
 # ----------------------------------------------------------------------------- methods / pairs
 def resolve_methods(
-    methods: str | Sequence[str] | None, weights: str | os.PathLike | None = None
+    methods: str | Sequence[str] | None, weights: str | os.PathLike[str] | None = None, floor: bool = True
 ) -> tuple[list[str], dict[str, str]]:
     """The methods to run and the ones left out with the reason.
 
     ``None`` means the default network (``refinefuse``) plus every baseline; the network is
     then left out (not an error) when no weights exist. An explicit list (any registered
-    network or baseline) keeps its order; ``max`` and ``mean`` are appended when missing.
+    network or baseline) keeps its order; ``max`` and ``mean`` are appended when missing
+    (unless ``floor`` is False).
     Unknown names raise :class:`InputError`.
     """
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]
     explicit = methods is not None
-    names = list(dict.fromkeys(methods if explicit else [DEFAULT_METHOD, *list_baselines()]))
-    names += [m for m in FLOOR_METHODS if m not in names]
+    names = list(dict.fromkeys(methods if methods is not None else [DEFAULT_METHOD, *list_baselines()]))
+    names += [m for m in FLOOR_METHODS if floor and m not in names]
     for name in names:
         check_method(name)  # InputError listing the names
     left_out: dict[str, str] = {}
@@ -101,7 +103,7 @@ def fuse_missing(
     method: str,
     *,
     mode: str,
-    weights: str | os.PathLike | None = None,
+    weights: str | os.PathLike[str] | None = None,
     device: str = "auto",
     overwrite: bool = False,
     progress: bool = True,
@@ -175,7 +177,7 @@ def salient_box(ir: np.ndarray, vis: np.ndarray, size: int | None = None) -> Box
     return int(x), int(y), s, s
 
 
-def check_box(box: Box, img: np.ndarray, file: str | os.PathLike) -> None:
+def check_box(box: Box, img: np.ndarray, file: str | os.PathLike[str]) -> None:
     """:class:`InputError` unless ``box`` lies inside ``img``."""
     x, y, bw, bh = box
     h, w = img.shape[:2]
@@ -239,7 +241,7 @@ def montage(panels: Sequence[tuple[str, np.ndarray]], columns: int = 5) -> np.nd
 def comparison_figure(
     pair: Pair,
     fused: dict[str, Path],
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     *,
     labels: tuple[str, str] = ("Infrared", "Visible"),
     zoom: Box | None = None,
@@ -284,10 +286,10 @@ def caption(spec: DatasetSpec, n_pairs: int, n_total: int, profile: str, notes: 
 def reproduce(
     dataset: str | DatasetSpec,
     *,
-    out: str | os.PathLike = "results",
-    data_root_dir: str | os.PathLike | None = None,
+    out: str | os.PathLike[str] = "results",
+    data_root_dir: str | os.PathLike[str] | None = None,
     methods: str | Sequence[str] | None = None,
-    weights: str | os.PathLike | None = None,
+    weights: str | os.PathLike[str] | None = None,
     device: str = "auto",
     max_pairs: int | None = None,
     workers: int | None = None,
@@ -297,6 +299,7 @@ def reproduce(
     profile: str = "paper",
     progress: bool = True,
     log=print,
+    floor: bool = True,
 ) -> dict:
     """Fuse, evaluate and tabulate one dataset; see the module docstring for the outputs.
 
@@ -317,6 +320,8 @@ def reproduce(
         zoom: figure zoom box ``(x, y, w, h)`` or ``"x,y,w,h"`` (default: automatic).
         overwrite: recompute fused images that already exist.
         log: called with one-line notes (skipped methods, reuse counts).
+        floor: add ``max`` and ``mean`` (False: only ``methods``; ``refinefuse ablate``
+            evaluates them once instead of beside every variant).
     Returns:
         ``{"dataset", "n_pairs", "n_total", "methods", "left_out", "fused", "reused",
         "means", "published", "table", "json", "csv", "figure"}``.
@@ -326,7 +331,7 @@ def reproduce(
     ir_dir, vis_dir = spec.folders(root)
     if isinstance(zoom, str):
         zoom = parse_zoom(zoom)
-    names, left_out = resolve_methods(methods, weights)
+    names, left_out = resolve_methods(methods, weights, floor)
     networks = [m for m in names if is_network(m)]
     if weights is not None and not networks:
         raise InputError(f"{weights}: --weights applies to a network, but no network is among the methods")
@@ -347,7 +352,7 @@ def reproduce(
     folders = {m: run_dir / m for m in names}
     fused_counts, reused_counts = {}, {}
     for method in names:
-        kw = {"weights": weights, "device": device} if is_network(method) else {}
+        kw: dict[str, Any] = {"weights": weights, "device": device} if is_network(method) else {}
         fused_counts[method], reused_counts[method] = fuse_missing(
             to_fuse, folders[method], method, mode=spec.mode, overwrite=overwrite, progress=progress, **kw
         )

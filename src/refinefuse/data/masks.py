@@ -49,7 +49,7 @@ def mask_from_labels(labels: np.ndarray, classes: Iterable[int] = MSRS_SALIENT_C
     return np.isin(labels, np.asarray(list(classes))).astype(np.float32)
 
 
-def read_yolo_boxes(path: str | os.PathLike) -> np.ndarray:
+def read_yolo_boxes(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a YOLO box file as ``(K, 5)`` float32 rows ``class cx cy w h`` (an empty file: K = 0)."""
     path = Path(path)
     try:

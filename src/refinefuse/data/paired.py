@@ -26,6 +26,7 @@ import copy
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,7 +80,7 @@ class PairedFusionDataset(Dataset):
 
     def __init__(
         self,
-        root: str | os.PathLike,
+        root: str | os.PathLike[str],
         *,
         mask: str = "infer",
         crop: int | None = 256,
@@ -163,6 +164,7 @@ class PairedFusionDataset(Dataset):
             return np.zeros(ir.shape, np.float32)
         if source == "auto":
             return auto_salient_mask(ir, self.auto_k, self.auto_min_area)
+        assert self.mask_files is not None  # every file-based mask source has its files
         path = self.mask_files[index]
         if source.startswith("boxes"):
             return mask_from_boxes(read_yolo_boxes(path), ir.shape, self.box_classes)
@@ -193,8 +195,9 @@ class PairedFusionDataset(Dataset):
             )
         return np.stack([ir, vis, self.salient_mask(index, ir)])
 
-    def __getitem__(self, key: int | tuple[int, Sequence[int]]) -> dict:
+    def __getitem__(self, key: int | tuple[int, int | Sequence[int]]) -> dict[str, Any]:
         """``key``: an index, or ``(index, seed)`` to fix the augmentation (``seed``: int or ints)."""
+        seed: int | Sequence[int]
         if isinstance(key, tuple):
             index, seed = key
         else:
@@ -215,7 +218,7 @@ class PairedFusionDataset(Dataset):
         return {"ir": tensor[0:1], "vis": tensor[1:2], "mask": tensor[2:3], "name": self.pairs[index].name}
 
     # ------------------------------------------------------------------ splitting
-    def subset(self, indices: Sequence[int], **overrides) -> PairedFusionDataset:
+    def subset(self, indices: Sequence[int], **overrides: Any) -> PairedFusionDataset:
         """A copy restricted to ``indices`` with some attributes replaced (e.g. ``augment=False``)."""
         new = copy.copy(self)
         new.pairs = [self.pairs[i] for i in indices]
@@ -243,10 +246,10 @@ class PairedFusionDataset(Dataset):
         )
 
 
-def collate_pairs(items: list[dict]) -> dict:
+def collate_pairs(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Batch items; when their sizes differ (whole small images), crop all to the common size."""
     h = min(it["ir"].shape[1] for it in items)
     w = min(it["ir"].shape[2] for it in items)
-    batch = {key: torch.stack([it[key][:, :h, :w] for it in items]) for key in ("ir", "vis", "mask")}
+    batch: dict[str, Any] = {key: torch.stack([it[key][:, :h, :w] for it in items]) for key in ("ir", "vis", "mask")}
     batch["name"] = [it["name"] for it in items]
     return batch

@@ -188,10 +188,10 @@ def parse_method_dirs(values: Sequence[str]) -> dict[str, Path]:
     """
     out: dict[str, Path] = {}
     for value in values:
-        name, sep, folder = value.partition("=")
+        name, sep, folder_name = value.partition("=")
         if not sep or not name or Path(value).exists():
-            name, folder = Path(value).resolve().name or value, value
-        folder = Path(folder)
+            name, folder_name = Path(value).resolve().name or value, value
+        folder = Path(folder_name)
         if not folder.is_dir():
             raise InputError(f"{folder}: no such folder (fused images of '{name}')")
         if name in out:
@@ -255,9 +255,9 @@ def default_workers() -> int:
 
 
 def evaluate_folders(
-    fused_dirs: Mapping[str, str | os.PathLike],
-    ir_dir: str | os.PathLike,
-    vis_dir: str | os.PathLike,
+    fused_dirs: Mapping[str, str | os.PathLike[str]],
+    ir_dir: str | os.PathLike[str],
+    vis_dir: str | os.PathLike[str],
     metrics: str | Sequence[str] | None = None,
     profile: str | Profile = "paper",
     workers: int | None = None,
@@ -319,8 +319,7 @@ def evaluate_folders(
     bar = tqdm(total=len(tasks), desc="eval", unit="pair", disable=not progress)
     try:
         if n_workers <= 1:
-            results = (_score_pair(t, prof, names) for t in tasks)
-            for result in results:
+            for result in (_score_pair(t, prof, names) for t in tasks):
                 _collect(scores, flat_fused, flat_sources, *result)
                 bar.update()
         else:

@@ -18,6 +18,7 @@ Conventions shared by several metrics:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import cv2
 import numpy as np
@@ -256,7 +257,7 @@ def _vif_window_1d(size: int) -> np.ndarray:
     sd = size / 5.0
     x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
     g = np.exp(-(x * x) / (2.0 * sd * sd))
-    return g / g.sum()
+    return g / float(g.sum())
 
 
 def _filter_valid(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -391,7 +392,7 @@ def _sobel_zero_padded(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _qabf_orientation(sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
     """``alpha = atan(Sy / Sx)``, pi/2 where ``Sx = 0``."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        alpha = np.arctan(sy / sx)
+        alpha: np.ndarray = np.arctan(sy / sx)
     np.copyto(alpha, math.pi / 2, where=sx == 0)
     return alpha
 
@@ -406,10 +407,11 @@ def _qabf_preservation(g_src: np.ndarray, a_src: np.ndarray, g_f: np.ndarray, a_
     with np.errstate(over="ignore"):
         q_g = 0.9994 / (1.0 + np.exp(-15.0 * (rel - 0.5)))
         q_a = 0.9879 / (1.0 + np.exp(-22.0 * (ang - 0.8)))
-    return q_g * q_a
+    q: np.ndarray = q_g * q_a
+    return q
 
 
-def qabf(fused: np.ndarray, a: np.ndarray, b: np.ndarray, dtype: type = np.float64) -> float:
+def qabf(fused: np.ndarray, a: np.ndarray, b: np.ndarray, dtype: type[np.floating[Any]] = np.float64) -> float:
     """Qabf (Xydeas & Petrovic 2000), as CDDFuse's ``Qabf`` and Tang's ``analysis_Qabf.m``.
 
     Sobel responses by zero-padded 'same' convolution, edge strength ``g = |S|`` and
@@ -477,7 +479,8 @@ def nabf(fused: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
         ang = np.abs(np.abs(al_src - al_f) - math.pi / 2) * 2 / math.pi
         q_g = 0.9999 / (1.0 + np.exp(-19.0 * (rel - 0.5)))
         q_a = 0.9995 / (1.0 + np.exp(-22.0 * (ang - 0.5)))
-        return np.sqrt(q_g * q_a)
+        q: np.ndarray = np.sqrt(q_g * q_a)
+        return q
 
     q_af, q_bf = preservation(g_a, al_a), preservation(g_b, al_b)
     w_a = np.where(g_a >= 2.0, g_a**1.5, 0.001)

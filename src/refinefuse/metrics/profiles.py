@@ -13,9 +13,10 @@ Each metric is a function ``(fused, a, b) -> float`` of grey float 0-255 images.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -36,11 +37,11 @@ LOWER_IS_BETTER: frozenset[str] = frozenset({"MSE", "Nabf", "FA", "AE"})
 EXTRA_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], float]] = {"FA": F.flat_region_artefact}
 
 
-def _fused_only(fn: Callable[..., float], fused: np.ndarray, a: np.ndarray, b: np.ndarray, **kwargs) -> float:
+def _fused_only(fn: Callable[..., float], fused: np.ndarray, a: np.ndarray, b: np.ndarray, **kwargs: Any) -> float:
     return fn(fused, **kwargs)
 
 
-def _on_fused(fn: Callable[..., float], **kwargs) -> MetricFn:
+def _on_fused(fn: Callable[..., float], **kwargs: Any) -> MetricFn:
     """Adapt a no-reference metric ``fn(img)`` to the ``(fused, a, b)`` signature (picklable)."""
     return partial(_fused_only, fn, **kwargs)
 
@@ -58,7 +59,7 @@ class Profile:
     metrics: Mapping[str, MetricFn] = field(repr=False)
     default: tuple[str, ...]
 
-    def resolve(self, names: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    def resolve(self, names: str | Sequence[str] | None) -> tuple[str, ...]:
         """Metric names in canonical spelling; ``None`` -> ``default``; ``"all"`` -> every
         metric of the reference (extras such as ``FA`` only by name).
 

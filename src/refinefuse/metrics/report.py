@@ -14,6 +14,7 @@ import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeGuard
 
 from ..errors import InputError
 from ..io import atomic_path, write_text
@@ -31,13 +32,17 @@ Counts = Mapping[str, Mapping[str, tuple[int, int]]]
 MAX_DECIMALS = 15
 
 
-def _finite(value: object) -> bool:
+def _finite(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def check_decimals(decimals: object) -> int:
     """``decimals`` if it is a whole number from 0 to :data:`MAX_DECIMALS`, else :class:`InputError`."""
-    if isinstance(decimals, bool) or not isinstance(decimals, numbers.Integral) or not 0 <= decimals <= MAX_DECIMALS:
+    if (
+        isinstance(decimals, bool)
+        or not isinstance(decimals, numbers.Integral)
+        or not 0 <= int(decimals) <= MAX_DECIMALS
+    ):
         raise InputError(f"decimals must be a whole number from 0 to {MAX_DECIMALS}, got {decimals!r}")
     return int(decimals)
 
@@ -154,7 +159,7 @@ def summary(results: EvalResults) -> dict:
     }
 
 
-def write_summary_json(path: str | os.PathLike, results: EvalResults) -> Path:
+def write_summary_json(path: str | os.PathLike[str], results: EvalResults) -> Path:
     """Write :func:`summary` as indented JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +167,7 @@ def write_summary_json(path: str | os.PathLike, results: EvalResults) -> Path:
     return path
 
 
-def read_summary_json(path: str | os.PathLike) -> tuple[dict[str, dict[str, float]], tuple[str, ...]]:
+def read_summary_json(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, float]], tuple[str, ...]]:
     """Rows ``{method: {metric: mean}}`` and metric order from a :func:`write_summary_json` file."""
     path = Path(path)
     try:
@@ -178,7 +183,7 @@ def read_summary_json(path: str | os.PathLike) -> tuple[dict[str, dict[str, floa
         raise InputError(f"{path}: not a metrics summary written by 'refinefuse eval'") from None
 
 
-def write_csv(path: str | os.PathLike, results: EvalResults) -> Path:
+def write_csv(path: str | os.PathLike[str], results: EvalResults) -> Path:
     """Per-image CSV: ``method, image, <metric>...`` (full precision)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -191,7 +196,7 @@ def write_csv(path: str | os.PathLike, results: EvalResults) -> Path:
     return path
 
 
-def write_reports(results: EvalResults, csv_path: str | os.PathLike, *, decimals: int = 4) -> dict[str, Path]:
+def write_reports(results: EvalResults, csv_path: str | os.PathLike[str], *, decimals: int = 4) -> dict[str, Path]:
     """Write ``<stem>.csv`` (per image), ``<stem>.md`` and ``<stem>.json`` (means)."""
     csv_path = Path(csv_path)
     md_path = csv_path.with_suffix(".md")
@@ -207,7 +212,7 @@ def write_reports(results: EvalResults, csv_path: str | os.PathLike, *, decimals
 # ----------------------------------------------------------------------------- bar chart
 def plot_summary(
     rows: Rows,
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     columns: Sequence[str] | None = None,
     *,
     title: str | None = None,

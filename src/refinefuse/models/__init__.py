@@ -38,7 +38,7 @@ def create_model(name: str = "refinefuse", **overrides: Any) -> nn.Module:
     except KeyError:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}") from None
     model = factory(**overrides)
-    model.model_name = name
+    model.model_name = name  # type: ignore[assignment]  # torch types Module.__setattr__ values as Tensor | Module
     return model
 
 
@@ -80,3 +80,32 @@ def refinefuse_no_psim(**overrides: Any) -> RefineFuse:
 def refinefuse_no_fim(**overrides: Any) -> RefineFuse:
     """FIM replaced by concatenate + conv (Table 9 ablation)."""
     return _refinefuse({"fim": False}, overrides)
+
+
+# Table 9 ablations I-IV (V is refinefuse_no_fim): shallower networks without FIM (docs/design.md Sect. 1)
+@register_model
+def refinefuse_l1_cat(**overrides: Any) -> RefineFuse:
+    """Table 9 I: 1 level, the two level-1 features fused by plain concatenation + conv (no SFIM, PSIM, FIM)."""
+    return _refinefuse({"levels": 1, "sfim": False, "psim": False, "fim": False}, overrides)
+
+
+@register_model
+def refinefuse_l1(**overrides: Any) -> RefineFuse:
+    """Table 9 II: 1 level fused by SFIM (no PSIM, no FIM)."""
+    return _refinefuse({"levels": 1, "psim": False, "fim": False}, overrides)
+
+
+@register_model
+def refinefuse_l2(**overrides: Any) -> RefineFuse:
+    """Table 9 III: 2 levels (max downsampling 1/2), SFIM at both (no PSIM, no FIM)."""
+    return _refinefuse({"levels": 2, "psim": False, "fim": False}, overrides)
+
+
+@register_model
+def refinefuse_l2_psim(**overrides: Any) -> RefineFuse:
+    """Table 9 IV: 2 levels, SFIM at level 1 and PSIM at level 2 (its deepest level), no FIM.
+
+    PSIM pools level 2 by 8 (to 1/16 of the input, the grid the full model's level-3 PSIM attends on):
+    the default 2 ** (level - 1) = 2 would attend over 19,200 tokens at 640x480 (about 5x slower on the CPU).
+    """
+    return _refinefuse({"levels": 2, "psim_from": 2, "psim_pool": [8], "fim": False}, overrides)

@@ -23,8 +23,8 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def _zero_ops(module: nn.Module, inputs, output) -> None:
-    module.total_ops += torch.zeros(1, dtype=torch.float64)
+def _zero_ops(module: nn.Module, inputs: object, output: object) -> None:
+    module.get_buffer("total_ops").add_(torch.zeros(1, dtype=torch.float64))  # thop's per-module count
 
 
 def count_macs(model: nn.Module, height: int = 256, width: int = 256) -> int:

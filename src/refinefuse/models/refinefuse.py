@@ -1,12 +1,15 @@
 """RefineFuse network (paper Sect. 3, Fig. 2; docs/design.md Sect. 1).
 
 Two encoders (one per modality, weights not shared) give features at scales 1, 1/2, ...,
-1/2^(levels-1). Levels 1-2 are fused by SFIM, deeper levels by PSIM. The decoding path is
+1/2^(levels-1). Levels 1-2 are fused by SFIM, deeper levels by PSIM (``psim_from`` moves
+the boundary: the 2-level Table 9 IV variant has PSIM at level 2). The decoding path is
 U-Net like: decoder ``k`` (k = levels..2) maps level ``k`` to level ``k-1`` (1x1 conv, 3x3
 conv, bilinear upsampling) and takes the previous decoder's output concatenated with the
 fused feature of its level; at level 2 the skip goes through FIM instead of concatenation;
 decoder 1 (four 3x3 convs, Tanh last) turns ``cat(decoder-2 output, level-1 fused)`` into
-the image.
+the image. With 2 levels there is no deep decoder output for FIM (decoder 2 takes the
+level-2 fused feature alone); with 1 level decoder 1 takes the level-1 fused feature alone
+(paper Table 9 I-IV; docs/design.md Sect. 1).
 """
 
 from __future__ import annotations
@@ -70,12 +73,16 @@ class RefineFuse(nn.Module):
 
     Args:
         channels: feature widths per level (at least ``levels`` values; extra ones ignored).
-        levels: 3, 4 (paper) or 5 encoder levels (max downsampling 1/4, 1/8, 1/16).
-        sfim: SFIM at levels 1-2 (False: concatenate + conv).
-        psim: PSIM at levels >= 3 (False: concatenate + conv).
+        levels: 3, 4 (paper) or 5 encoder levels (max downsampling 1/4, 1/8, 1/16); 1 or 2
+            for the Table 9 ablations (no FIM there: ``fim`` must be False).
+        sfim: SFIM at the levels below ``psim_from`` (False: concatenate + conv).
+        psim: PSIM at levels >= ``psim_from`` (False: concatenate + conv).
         fim: FIM between the deep decoder output and level 2 (False: concatenate + conv).
         psim_pool: average-pooling factor before attention per PSIM level (3, 4, ...);
             default ``2 ** (level - 1)``: 4 at level 3, 8 at level 4 (docs/design.md Sect. 1, a reading).
+        psim_from: first level fused by PSIM (default 3, the paper's; 2 for Table 9 IV, where
+            the 2-level network has SFIM at level 1 and PSIM at level 2). Stored in ``config``
+            only when not 3, so the configs of existing checkpoints stay unchanged.
         heads: attention heads in PSIM.
         head_channels: widths of decoder 1's first three convs (default ``(c1, c1, c1 // 2)``).
         act: encoder/fusion activation (``"lrelu"`` or ``"relu"``); decoders use ReLU.
@@ -97,15 +104,24 @@ class RefineFuse(nn.Module):
         head_channels: Sequence[int] | None = None,
         act: str = "lrelu",
         out_margin: float = 0.0,
+        psim_from: int = 3,
     ) -> None:
         super().__init__()
-        if levels not in (3, 4, 5):
-            raise ValueError(f"levels must be 3, 4 or 5, got {levels}")
+        if levels not in (1, 2, 3, 4, 5):
+            raise ValueError(f"levels must be 1, 2, 3, 4 or 5, got {levels}")
         if len(channels) < levels:
             raise ValueError(f"channels needs {levels} widths, got {list(channels)}")
+        if not 2 <= psim_from <= 5:
+            raise ValueError(f"psim_from must be 2 to 5 (PSIM at full resolution is not supported), got {psim_from}")
+        if fim and levels < 3:
+            raise ValueError(f"FIM needs a deep decoder output (levels >= 3); pass fim=False for levels={levels}")
         ch = [int(c) for c in channels[:levels]]
-        n_psim = levels - 2
-        pools = [2 ** (lvl - 1) for lvl in range(3, levels + 1)] if psim_pool is None else [int(p) for p in psim_pool]
+        n_psim = max(0, levels - psim_from + 1)
+        pools = (
+            [2 ** (lvl - 1) for lvl in range(psim_from, levels + 1)]
+            if psim_pool is None
+            else [int(p) for p in psim_pool]
+        )
         if len(pools) < n_psim:
             raise ValueError(f"psim_pool needs {n_psim} factors for levels={levels}, got {pools}")
         pools = pools[:n_psim]
@@ -124,6 +140,8 @@ class RefineFuse(nn.Module):
         }
         if out_margin:  # only non-default: older checkpoints' configs round-trip unchanged
             self.config["out_margin"] = float(out_margin)
+        if psim_from != 3:  # likewise
+            self.config["psim_from"] = int(psim_from)
         self.out_margin = float(out_margin)
         self.levels = levels
         self.stride = 2 ** (levels - 1)
@@ -132,10 +150,11 @@ class RefineFuse(nn.Module):
         self.encoder_vis = _encoder(ch, act)
         fusions: list[nn.Module] = []
         for i, c in enumerate(ch):
-            if i < 2:
+            if i < psim_from - 1:
                 fusions.append(SuperficialInteraction(c, act) if sfim else ConcatFuse(c, act))
             else:
-                fusions.append(ProfoundInteraction(c, pools[i - 2], heads, act=act) if psim else ConcatFuse(c, act))
+                pool = pools[i - psim_from + 1]
+                fusions.append(ProfoundInteraction(c, pool, heads, act=act) if psim else ConcatFuse(c, act))
         self.fusions = nn.ModuleList(fusions)
 
         # decoders[k] maps level k+1 (0-based k) to level k: decoders for levels L..2
@@ -144,8 +163,12 @@ class RefineFuse(nn.Module):
             in_c = ch[k] if (k == levels - 1 or k == 1) else 2 * ch[k]
             decoders.append(UpDecoder(in_c, ch[k], ch[k - 1]))
         self.decoders = nn.ModuleList(decoders)  # ordered deepest first
-        self.interaction = DeepShallowInteraction(ch[1]) if fim else ConcatFuse(ch[1], act)
-        self.head = OutputDecoder(2 * ch[0], tuple(head))  # type: ignore[arg-type]
+        # FIM (or concat) joins the deep decoder output and level 2: none below 3 levels
+        self.interaction: nn.Module | None = None
+        if levels >= 3:
+            self.interaction = DeepShallowInteraction(ch[1]) if fim else ConcatFuse(ch[1], act)
+        head_in = 2 * ch[0] if levels > 1 else ch[0]  # 1 level: the level-1 fused feature alone
+        self.head = OutputDecoder(head_in, tuple(head))  # type: ignore[arg-type]
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         if ir.shape != vis.shape or ir.dim() != 4 or ir.shape[1] != 1:
@@ -161,12 +184,12 @@ class RefineFuse(nn.Module):
 
         x = fused[-1]
         for decoder, k in zip(self.decoders, range(self.levels - 1, 0, -1)):
-            if k == 1:  # level 2: FIM (or concat) between deep decoder output and SFIM output
+            if k == 1 and self.interaction is not None:  # level 2: FIM (or concat) of deep output and SFIM output
                 x = self.interaction(x, fused[1])
             elif k < self.levels - 1:
                 x = torch.cat((x, fused[k]), dim=1)
             x = decoder(x, fused[k - 1].shape[-2:])
-        out = self.head(torch.cat((x, fused[0]), dim=1))
+        out = self.head(torch.cat((x, fused[0]), dim=1) if self.levels > 1 else fused[0])
         out = (out + 1) / 2
         if self.out_margin:
             out = ((1 + 2 * self.out_margin) * out - self.out_margin).clamp(0.0, 1.0)

@@ -119,7 +119,7 @@ def lr_factor(epoch: int, cfg: TrainConfig) -> float:
 
 
 # ----------------------------------------------------------------------------- data
-class EpochSampler(Sampler):  # type: ignore[type-arg]
+class EpochSampler(Sampler[tuple[int, tuple[int, int, int]]]):
     """Shuffled indices for one process, each paired with its augmentation seed.
 
     Yields ``(index, (seed, epoch, index))``; the permutation depends only on (seed, epoch).
@@ -216,8 +216,8 @@ class _Run:
     n_train: int
     n_val: int
     sampler: EpochSampler
-    loader: DataLoader  # type: ignore[type-arg]
-    val_loader: DataLoader | None  # type: ignore[type-arg]
+    loader: DataLoader[dict[str, Any]]
+    val_loader: DataLoader[dict[str, Any]] | None
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
@@ -258,7 +258,7 @@ def _setup(cfg: TrainConfig, rt: Runtime) -> tuple[_Run, dict[str, Any] | None]:
     sampler, loader, val_loader = _loaders(cfg, rt, train_set, val_set)
     channels_last = cfg.channels_last if cfg.channels_last is not None else rt.device.type == "cuda"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(rt.device, memory_format=memory_format)
+    model = model.to(rt.device, memory_format=memory_format)  # type: ignore[call-overload]  # torch's stub lacks it
     optimizer = _make_optimizer(model, cfg)
     amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16
     use_amp = cfg.amp and (rt.device.type == "cuda" or amp_dtype == torch.bfloat16)  # CPU: bfloat16 only
@@ -436,7 +436,9 @@ def _step(run: _Run, batch: dict[str, Any], epoch: int, step: int) -> tuple[torc
 def _finish_epoch(run: _Run, epoch: int, train_terms: np.ndarray, timing: dict[str, float]) -> None:
     """Main process: validate when due, save checkpoints, log the row, print the summary."""
     cfg, out = run.cfg, run.out
-    val_terms, grid, metrics = None, None, {}
+    val_terms: np.ndarray | None = None
+    grid: np.ndarray | None = None
+    metrics: dict[str, float] = {}
     if run.val_loader is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
         val_terms, grid, metrics = validate(run.model, run.val_loader, run.criterion, run.rt, cfg)
         (out / "val").mkdir(exist_ok=True)
@@ -512,10 +514,10 @@ def _save(run: _Run, epoch: int, train_terms: np.ndarray, val_terms: np.ndarray 
 @torch.no_grad()
 def validate(
     model: nn.Module,
-    loader: DataLoader,
+    loader: DataLoader[dict[str, Any]],
     criterion: FusionLoss,
     rt: Runtime,
-    cfg: TrainConfig,  # type: ignore[type-arg]
+    cfg: TrainConfig,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Mean ``[loss, int, tex]`` over the validation pairs, an ``ir | vis | fused`` uint8 grid,
     and the mean of ``cfg.val_metrics``."""

@@ -55,7 +55,9 @@ def _device(cfg: TrainConfig, world: int, local_rank: int) -> torch.device:
 
 def rng_state() -> dict[str, Any]:
     """torch, numpy and Python random states as tensors and plain data (``weights_only`` loadable)."""
-    name, key, pos, has_gauss, gauss = np.random.get_state()
+    legacy_state = np.random.get_state()  # legacy=True: a tuple for the global MT19937 generator
+    assert isinstance(legacy_state, tuple)
+    name, key, pos, has_gauss, gauss = legacy_state
     numpy_state = {
         "name": name,
         "key": torch.from_numpy(key.astype(np.int64)),
@@ -95,7 +97,7 @@ def training_runtime(cfg: TrainConfig) -> Iterator[Runtime]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     device = _device(cfg, world, local_rank)
-    saved = {"threads": torch.get_num_threads(), "cv2": cv2.getNumThreads(), "rng": rng_state()}
+    saved_threads, saved_cv2_threads, saved_rng = torch.get_num_threads(), cv2.getNumThreads(), rng_state()
     started_group = False
     try:
         if device.type == "cuda":
@@ -112,6 +114,6 @@ def training_runtime(cfg: TrainConfig) -> Iterator[Runtime]:
     finally:
         if started_group and dist.is_initialized():
             dist.destroy_process_group()
-        torch.set_num_threads(saved["threads"])
-        cv2.setNumThreads(saved["cv2"])
-        set_rng_state(saved["rng"])
+        torch.set_num_threads(saved_threads)
+        cv2.setNumThreads(saved_cv2_threads)
+        set_rng_state(saved_rng)
