@@ -45,6 +45,8 @@ class TrainConfig:
 
     # data
     data: str = ""  #: dataset folder with ir/ and vi/ (required)
+    ir_dir: str = "ir"  #: folder of the ir slot under data (e.g. CT, PET)
+    vis_dir: str | None = None  #: folder of the vis slot under data (None: vi, vis or visible)
     out: str = "runs/refinefuse"  #: run folder: checkpoints, log.csv, TensorBoard events, val grids
     mask: str = "infer"  #: salient mask source: infer|labels|boxes_ir|boxes_vi|masks|auto|none
     mask_dir: str = "masks"  #: folder of precomputed masks (mask: masks)

@@ -256,3 +256,15 @@ def test_read_image_header_agrees_with_read_image(tmp_path, data_dir):
     assert read_image_header(data_dir / "msrs" / "test" / "vi" / "00004N.png") == (640, 480, 3)
     with pytest.raises(InputError, match="no such file"):
         read_image_header(tmp_path / "missing.png")
+
+
+def test_dataset_from_a_spec_and_named_folders(shared_root, tmp_path):
+    """Training reads the same dataset description as reproduce (here MRI-CT: CT/ and MRI/)."""
+    from refinefuse.datasets import get_dataset
+
+    ds = PairedFusionDataset.from_spec(get_dataset("mri_ct"), shared_root, crop=64, mask="none")
+    assert len(ds) == 21 and ds.pairs[0].ir.parent.name == "CT" and ds.pairs[0].vis.parent.name == "MRI"
+    item = ds[(0, 0)]
+    assert item["ir"].shape == item["vis"].shape == (1, 64, 64)
+    with pytest.raises(InputError, match="expected sub-folders 'PET/' and 'MRI/'"):
+        PairedFusionDataset(tmp_path, ir_dir="PET", vis_dir="MRI")

@@ -26,7 +26,7 @@ import copy
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ from ..colour import luminance
 from ..errors import InputError
 from ..io import Pair, evenly_spaced, list_images, pair_folders, read_image, read_image_header
 from . import transforms as T
+
+if TYPE_CHECKING:
+    from ..datasets import DatasetSpec
 from .masks import (
     MSRS_SALIENT_CLASSES,
     auto_salient_mask,
@@ -74,6 +77,9 @@ class PairedFusionDataset(Dataset):
         max_pairs: use at most this many pairs, evenly spaced over the sorted names.
         rescale: ``(low, high)``: with ``augment``, resize each pair by a random factor in
             this range before cropping (e.g. ``(1, 4)`` to train shrunk frames at full scale).
+        ir_dir, vis_dir: the two image folders, relative to ``root`` (or absolute): default
+            ``ir/`` and the first of ``vi/``, ``vis/``, ``visible/`` (e.g. ``CT`` and ``MRI``
+            for a medical dataset, as in :class:`refinefuse.datasets.DatasetSpec`).
         flat_patch: with ``augment``, probability of painting one rectangle flat black or
             white in both images (:func:`refinefuse.data.transforms.random_flat_patch`).
     """
@@ -95,6 +101,8 @@ class PairedFusionDataset(Dataset):
         max_pairs: int | None = None,
         rescale: Sequence[float] | None = None,
         flat_patch: float = 0.0,
+        ir_dir: str | os.PathLike[str] = "ir",
+        vis_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -104,10 +112,12 @@ class PairedFusionDataset(Dataset):
         if crop is not None and crop < multiple:
             raise InputError(f"crop {crop} is smaller than the network stride {multiple}")
         T.target_size(1, 1, crop, small_images)  # validates small_images
-        ir_dir, vis_dir = self.root / "ir", _first_dir(self.root, _VIS_DIRS)
-        if not ir_dir.is_dir() or vis_dir is None:
-            raise InputError(f"{self.root}: expected sub-folders 'ir/' and 'vi/' with paired images")
-        pairs = pair_folders(ir_dir, vis_dir, strict=True)
+        ir_folder = self.root / ir_dir
+        vis_folder = self.root / vis_dir if vis_dir is not None else _first_dir(self.root, _VIS_DIRS)
+        if not ir_folder.is_dir() or vis_folder is None or not vis_folder.is_dir():
+            wanted = f"'{ir_dir}/' and '{vis_dir if vis_dir is not None else 'vi'}/'"
+            raise InputError(f"{self.root}: expected sub-folders {wanted} with paired images")
+        pairs = pair_folders(ir_folder, vis_folder, strict=True)
         pairs = evenly_spaced(pairs, max_pairs)
         self.pairs: list[Pair] = pairs
         self._check_headers()
@@ -130,6 +140,16 @@ class PairedFusionDataset(Dataset):
             vw, vh, _ = read_image_header(pair.vis)
             if (iw, ih) != (vw, vh):
                 raise InputError(f"{pair.vis}: size {vw}x{vh} differs from its infrared image {pair.ir} ({iw}x{ih})")
+
+    @classmethod
+    def from_spec(
+        cls, spec: DatasetSpec, root: str | os.PathLike[str] | None = None, **kwargs: Any
+    ) -> PairedFusionDataset:
+        """The pairs of a :class:`~refinefuse.datasets.DatasetSpec` (the description that
+        ``reproduce`` uses); ``root`` is the data root, ``kwargs`` as for the constructor.
+        Mask folders (``label/``, ``boxes_ir/``, ...) are looked for beside the two image folders."""
+        ir, vis = spec.folders(root)
+        return cls(ir.parent, ir_dir=ir.name, vis_dir=vis if vis.parent != ir.parent else vis.name, **kwargs)
 
     # ------------------------------------------------------------------ masks
     def _resolve_masks(self, mask: str, mask_dir: str) -> tuple[str, list[Path] | None]:

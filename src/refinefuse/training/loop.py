@@ -178,6 +178,8 @@ def _dataset(cfg: TrainConfig, stride: int) -> PairedFusionDataset:
         auto_min_area=cfg.auto_mask_min_area,
         max_pairs=cfg.max_pairs,
         rescale=cfg.rescale,
+        ir_dir=cfg.ir_dir,
+        vis_dir=cfg.vis_dir,
         flat_patch=cfg.flat_patch,
     )
 
