@@ -71,6 +71,17 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Add a dataset description by its name: ``refinefuse reproduce --dataset NAME`` and
+    ``PairedFusionDataset.from_spec`` then use it. Returns ``spec``."""
+    if spec.name in DATASETS:
+        raise ValueError(f"dataset {spec.name!r} is already registered")
+    if spec.mode not in DATASET_MODES:
+        raise ValueError(f"unknown mode {spec.mode!r} (choose from {', '.join(DATASET_MODES)})")
+    DATASETS[spec.name] = spec
+    return spec
+
+
 def list_datasets() -> list[str]:
     """Names of the bundled datasets."""
     return list(DATASETS)

@@ -40,6 +40,19 @@ BASELINES: dict[str, Baseline] = {
 }
 
 
+def register_baseline(name: str) -> Callable[[Baseline], Baseline]:
+    """Decorator: register a grey fuser ``fn(ir, vis) -> fused`` (float32 ``(H, W)`` in [0, 1])
+    as baseline ``name``; it is then a method of ``refinefuse fuse``, ``reproduce`` and ``bench``."""
+
+    def add(fn: Baseline) -> Baseline:
+        if name in BASELINES:
+            raise ValueError(f"baseline {name!r} is already registered")
+        BASELINES[name] = fn
+        return fn
+
+    return add
+
+
 def list_baselines() -> list[str]:
     """Names of the available baselines, in a fixed order."""
     return list(BASELINES)
@@ -65,5 +78,6 @@ __all__ = [
     "guided_filter",
     "laplacian_pyramid",
     "list_baselines",
+    "register_baseline",
     "reconstruct",
 ]

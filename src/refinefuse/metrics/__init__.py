@@ -28,7 +28,7 @@ from .functional import (
     vif,
     vifp,
 )
-from .profiles import PAPER_METRICS, PROFILES, Profile, get_profile
+from .profiles import PAPER_METRICS, PROFILES, Profile, get_profile, register_metric
 from .report import (
     DEFAULT_COLUMNS,
     markdown_table,
@@ -69,6 +69,7 @@ __all__ = [
     "PROFILES",
     "Profile",
     "get_profile",
+    "register_metric",
     "DEFAULT_COLUMNS",
     "markdown_table",
     "pipe_table",

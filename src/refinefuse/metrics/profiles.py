@@ -32,7 +32,7 @@ CDDFUSE_METRICS: tuple[str, ...] = ("EN", "SD", "SF", "AG", "MI", "MSE", "CC", "
 #: Every metric of Tang's MATLAB code that this package implements, in its order.
 TANG_METRICS: tuple[str, ...] = ("EN", "MI", "PSNR", "MSE", "SF", "SD", "VIF", "AG", "CC", "SCD", "Qabf", "Nabf")
 #: Metrics where a smaller value is better (all others: larger is better).
-LOWER_IS_BETTER: frozenset[str] = frozenset({"MSE", "Nabf", "FA", "AE"})
+LOWER_IS_BETTER: set[str] = {"MSE", "Nabf", "FA", "AE"}
 #: Measures of this package outside the papers' metric sets, available in every profile.
 EXTRA_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], float]] = {"FA": F.flat_region_artefact}
 
@@ -139,6 +139,20 @@ PROFILES: dict[str, Profile] = {
 
 for _profile in PROFILES.values():
     _profile.metrics.update(EXTRA_METRICS)  # type: ignore[attr-defined]  # plain dicts
+
+
+def register_metric(name: str, fn: MetricFn, *, lower_is_better: bool = False) -> MetricFn:
+    """Add a metric ``fn(fused, a, b) -> float`` (grey float 0-255 images) to every profile,
+    usable by name (``evaluate(..., metrics="NAME")``, ``refinefuse eval --metrics``); it is
+    not in any profile's default list. Returns ``fn``."""
+    if any(name.lower() == k.lower() for k in PROFILES["paper"].metrics):
+        raise ValueError(f"metric {name!r} already exists")
+    EXTRA_METRICS[name] = fn
+    for profile in PROFILES.values():
+        profile.metrics[name] = fn  # type: ignore[index]  # plain dicts
+    if lower_is_better:
+        LOWER_IS_BETTER.add(name)
+    return fn
 
 
 def get_profile(name: str | Profile) -> Profile:
