@@ -65,7 +65,9 @@ _ABLATION_ROW = re.compile(r"^(Setting [A-Z]|Ours|RefineFuse|I|II|III|IV|V)\b")
 _TIME_COLUMN = "time_ms"
 
 
-def published_ablation(table: int, root: str | os.PathLike[str] | None = None) -> tuple[list[str], dict[str, dict[str, float]]]:
+def published_ablation(
+    table: int, root: str | os.PathLike[str] | None = None
+) -> tuple[list[str], dict[str, dict[str, float]]]:
     """``(columns, {row: {column: value}})`` of the paper's ablation Table 8, 9 or 10 (MSRS).
 
     Parsed from the paper text like :func:`published_rows`. Row keys: Table 8 ``Setting A``,
