@@ -593,6 +593,12 @@ def _add_ablate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="evaluation device (training: the schedule's device)")
     p.add_argument("--bench-repeats", type=int, default=5, metavar="N", help="timed CPU forward passes (default 5)")
     p.add_argument("--workers", type=int, help="metric evaluation processes (default: number of CPUs)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch/OpenCV threads for evaluation and timing (default: torch's; training: the schedule's threads)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_ablate)
 
@@ -617,6 +623,7 @@ def _run_ablate(args: argparse.Namespace) -> int:
         device=args.device,
         bench_repeats=args.bench_repeats,
         workers=args.workers,
+        threads=args.threads,
         progress=not args.quiet,
         log=lambda msg: print(msg, file=sys.stderr),
     )
