@@ -83,9 +83,21 @@ def _schedule(cfg: dict) -> str:
         "step": f"x{cfg.get('gamma')} every {cfg.get('step_size')} epochs",
         "none": "constant",
     }[cfg.get("scheduler", "cosine")]
+    extras = []
+    if cfg.get("rescale"):
+        extras.append(f"each pair resized by a random factor in {cfg['rescale']} before cropping")
+    if cfg.get("flat_patch"):
+        extras.append(f"flat black/white patches in {cfg['flat_patch']:.0%} of the crops")
+    if cfg.get("flat_weight"):
+        extras.append(f"flat-region texture penalty, weight {cfg['flat_weight']}")
+    if (cfg.get("model_overrides") or {}).get("out_margin"):
+        extras.append(f"output margin {cfg['model_overrides']['out_margin']}")
+    if cfg.get("amp") and cfg.get("amp_dtype") == "bfloat16":
+        extras.append("bfloat16 autocast")
     return (
         f"{optimizer}, lr {cfg.get('lr')}, batch {cfg.get('batch_size')}, {cfg.get('warmup_epochs')} warm-up epoch(s), "
         f"{decay} over {cfg.get('epochs')} epochs; {crops}, 90-degree rotations and flips; {loss}, lambda {cfg.get('lam')}"
+        + "".join(f"; {e}" for e in extras)
     )
 
 

@@ -1,0 +1,56 @@
+"""The shipped weights reach exact black and white where the sources do (issue 13, section 1).
+
+The output stage (``out_margin``) makes exact 0 and 1 reachable, and stage-4 training taught
+the network to produce them. Measured with the shipped weights: flat black 99.96% and flat
+white 99.89% of pixels exact (the rest, at the image border, within 2 and 5 grey levels); on
+the 42 MRI-PET pairs, 99.0% of the pixels where both sources are 0 come out exactly 0 (mean
+0.016 grey levels). The stage-3 weights gave no exact pixel at all (background mean 1.1).
+The floors below are those measurements with a little slack; the remaining non-exact
+pixels are the open part of issue 13."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refinefuse.fuse import fuse_arrays, load_fuser
+from refinefuse.io import pair_folders, read_image
+
+MIN_EXACT_FLAT = 0.995  # share of exactly black / white pixels for a flat pair
+MIN_EXACT_BACKGROUND = 0.98  # MRI-PET: share of both-black pixels that come out exactly 0
+MAX_BACKGROUND_MEAN = 0.05  # grey levels
+
+
+@pytest.fixture(scope="module")
+def fuser():
+    return load_fuser(device="cpu")
+
+
+@pytest.mark.parametrize("value", [0, 255])
+def test_flat_black_and_white_fuse_to_themselves(fuser, value):
+    flat = np.full((96, 128), value, np.uint8)
+    fused = fuse_arrays(flat, flat, fuser)
+    assert (fused == value).mean() >= MIN_EXACT_FLAT
+    assert np.abs(fused.astype(int) - value).max() <= 8
+
+
+def _grey_max(img: np.ndarray) -> np.ndarray:
+    return img.reshape(*img.shape[:2], -1).max(axis=2)
+
+
+def test_mri_pet_background_stays_black(fuser, data_dir):
+    folder = data_dir / "medical" / "MRI_PET"
+    pairs = pair_folders(folder / "PET", folder / "MRI")
+    assert len(pairs) == 42
+    exact, total, means = 0, 0, []
+    for pair in pairs:
+        pet, mri = read_image(pair.ir), read_image(pair.vis)
+        fused = fuse_arrays(pet, mri, fuser, mode="medical")
+        both_black = (_grey_max(pet) == 0) & (_grey_max(mri) == 0)
+        assert both_black.mean() > 0.3, pair.name
+        background = _grey_max(fused)[both_black]
+        exact += int((background == 0).sum())
+        total += background.size
+        means.append(float(background.mean()))
+    assert exact / total >= MIN_EXACT_BACKGROUND, exact / total
+    assert float(np.mean(means)) <= MAX_BACKGROUND_MEAN
