@@ -24,6 +24,18 @@ def paper_path(root: str | os.PathLike[str] | None = None) -> Path:
     return data_root(root) / "paper" / "refinefuse-paper.txt"
 
 
+def _table_lines(table: int, root: str | os.PathLike[str] | None) -> tuple[list[str], int]:
+    """The paper text's lines and the index of the ``Table N.`` caption line."""
+    path = paper_path(root)
+    if not path.is_file():
+        raise InputError(f"{path}: paper text not found (needed for the published rows)")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        return lines, lines.index(f"Table {table}.")
+    except ValueError:
+        raise InputError(f"{path}: Table {table} not found") from None
+
+
 def published_rows(dataset: str, root: str | os.PathLike[str] | None = None) -> dict[str, dict[str, float]]:
     """``{method: {metric: value}}`` of the paper's table for ``dataset`` (empty if it has none).
 
@@ -33,14 +45,7 @@ def published_rows(dataset: str, root: str | os.PathLike[str] | None = None) -> 
     table = PAPER_TABLES.get(dataset)
     if table is None:
         return {}
-    path = paper_path(root)
-    if not path.is_file():
-        raise InputError(f"{path}: paper text not found (needed for the published rows)")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    try:
-        start = lines.index(f"Table {table}.")
-    except ValueError:
-        raise InputError(f"{path}: Table {table} not found") from None
+    lines, start = _table_lines(table, root)
     header: list[str] | None = None
     rows: dict[str, dict[str, float]] = {}
     for line in lines[start + 1 :]:
@@ -78,14 +83,8 @@ def published_ablation(
     """
     if table not in ABLATION_TABLES:
         raise InputError(f"no ablation Table {table} in the paper (choose from {', '.join(map(str, ABLATION_TABLES))})")
+    lines, start = _table_lines(table, root)
     path = paper_path(root)
-    if not path.is_file():
-        raise InputError(f"{path}: paper text not found (needed for the published rows)")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    try:
-        start = lines.index(f"Table {table}.")
-    except ValueError:
-        raise InputError(f"{path}: Table {table} not found") from None
     columns: list[str] | None = None
     rows: dict[str, dict[str, float]] = {}
     for line in lines[start + 1 :]:
