@@ -42,21 +42,25 @@ def _figure_shape(n_panels: int, h: int, w: int, columns: int = 5) -> tuple[int,
     return rows * (h + TITLE_HEIGHT) + (rows - 1) * GAP, cols * w + (cols - 1) * GAP, 3
 
 
-@pytest.fixture(scope="module")
-def msrs_run(shared_root, tmp_path_factory, tiny_ckpt):
-    out = tmp_path_factory.mktemp("results")
-    res = reproduce(
+def _quick_msrs(out, shared_root, **kwargs):
+    """``reproduce("msrs")`` on 3 pairs, on the CPU, one worker, quietly."""
+    return reproduce(
         "msrs",
         out=out,
         data_root_dir=shared_root,
-        methods="refinefuse,max",
-        weights=tiny_ckpt,
         device="cpu",
         max_pairs=3,
         workers=1,
         progress=False,
         log=lambda m: None,
+        **kwargs,
     )
+
+
+@pytest.fixture(scope="module")
+def msrs_run(shared_root, tmp_path_factory, tiny_ckpt):
+    out = tmp_path_factory.mktemp("results")
+    res = _quick_msrs(out, shared_root, methods="refinefuse,max", weights=tiny_ckpt)
     return out, res
 
 
@@ -101,47 +105,15 @@ def test_rerun_reuses_fused_images(msrs_run, shared_root, tiny_ckpt):
     out, _ = msrs_run
     files = sorted((out / "msrs" / "max").glob("*.png"))
     stamps = [f.stat().st_mtime_ns for f in files]
-    res = reproduce(
-        "msrs",
-        out=out,
-        data_root_dir=shared_root,
-        methods="refinefuse,max",
-        weights=tiny_ckpt,
-        device="cpu",
-        max_pairs=3,
-        workers=1,
-        progress=False,
-        log=lambda m: None,
-    )
+    res = _quick_msrs(out, shared_root, methods="refinefuse,max", weights=tiny_ckpt)
     assert res["fused"] == {"refinefuse": 0, "max": 0, "mean": 0}
     assert res["reused"]["max"] == 4
     assert [f.stat().st_mtime_ns for f in files] == stamps
     # another checkpoint must not silently reuse images of the old one
     other = save_checkpoint(out / "other.pt", create_model("refinefuse", channels=[8, 8, 16, 16]))
     with pytest.raises(InputError, match="another checkpoint"):
-        reproduce(
-            "msrs",
-            out=out,
-            data_root_dir=shared_root,
-            methods="refinefuse",
-            weights=other,
-            device="cpu",
-            max_pairs=3,
-            workers=1,
-            progress=False,
-            log=lambda m: None,
-        )
-    res = reproduce(
-        "msrs",
-        out=out,
-        data_root_dir=shared_root,
-        methods="max",
-        max_pairs=3,
-        workers=1,
-        overwrite=True,
-        progress=False,
-        log=lambda m: None,
-    )
+        _quick_msrs(out, shared_root, methods="refinefuse", weights=other)
+    res = _quick_msrs(out, shared_root, methods="max", overwrite=True)
     assert res["fused"]["max"] == 4 and [f.stat().st_mtime_ns for f in files] != stamps
 
 
@@ -415,3 +387,14 @@ def test_variant_network_by_name(shared_root, tmp_path):
             progress=False,
             log=lambda m: None,
         )
+
+
+def test_non_finite_network_output_names_the_input(shared_root, tmp_path):
+    """reproduce fuses through the same fuse_named as `fuse`: NaN output is an error naming the pair."""
+    model = create_model("refinefuse", channels=[8, 8, 16, 16])
+    for value in model.state_dict().values():
+        if value.is_floating_point():
+            value.fill_(float("nan"))
+    nan_ckpt = save_checkpoint(tmp_path / "nan.pt", model)
+    with pytest.raises(InputError, match=r"msrs/test/ir/\S+\.png: the network gave non-finite output"):
+        _quick_msrs(tmp_path / "out", shared_root, methods="refinefuse", weights=nan_ckpt)

@@ -417,12 +417,11 @@ def _run_bench(args: argparse.Namespace) -> int:
     table = efficiency_table(result)
     print(table, end="")
     if args.out:
-        from .io import atomic_path
+        from .io import write_text
 
         out = Path(args.out)
-        for path, text in ((out, json.dumps(result, indent=2) + "\n"), (out.with_suffix(".md"), table)):
-            with atomic_path(path) as tmp:
-                tmp.write_text(text)
+        write_text(out, json.dumps(result, indent=2) + "\n")
+        write_text(out.with_suffix(".md"), table)
         print(f"wrote {out} and {out.with_suffix('.md')}", file=sys.stderr)
     return 0
 

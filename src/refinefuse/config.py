@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import InputError
-from .io import atomic_path
+from .io import write_text
 
 __all__ = [
     "TrainConfig",
@@ -216,6 +216,4 @@ def load_config(path: str | os.PathLike[str], base: TrainConfig | None = None) -
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike[str]) -> Path:
     """Write ``cfg`` as YAML (atomically)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    return Path(path)
+    return write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
-from .io import atomic_path, file_sha256
+from .io import atomic_path, file_sha256, write_text
 from .models.refinefuse import pad_to_multiple
 
 __all__ = ["export_onnx", "OnnxFuser", "onnx_fuser", "compare_onnx", "onnx_available", "cached_export", "DEFAULT_OPSET"]
@@ -126,8 +126,7 @@ def cached_export(
     if not _matches_stamp(path, stamp):
         path.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(model, path, opset=opset)
-        with atomic_path(stamp) as tmp:
-            tmp.write_text(file_sha256(path) + "\n")
+        write_text(stamp, file_sha256(path) + "\n")
     return path
 
 

@@ -91,6 +91,16 @@ def fuse_arrays(ir: np.ndarray, vis: np.ndarray, fuser: GreyFuser, mode: str = "
     return to_uint8(ycrcb_to_rgb(fused, crcb))
 
 
+def fuse_named(
+    ir: np.ndarray, vis: np.ndarray, fuser: GreyFuser, name: str | os.PathLike[str], mode: str = "auto"
+) -> np.ndarray:
+    """:func:`fuse_arrays` for images read from files: a non-finite output names ``name`` (the input file)."""
+    try:
+        return fuse_arrays(ir, vis, fuser, mode=mode)
+    except NonFiniteOutputError as exc:
+        raise NonFiniteOutputError(f"{name}: {exc}") from None
+
+
 # ----------------------------------------------------------------------------- fusers
 def load_fuser(
     method: str = DEFAULT_METHOD,
@@ -216,11 +226,8 @@ def _plan(
     check_writable(out if ir.is_dir() else jobs[0].out.parent)
     if not skip_existing:
         return jobs, 0
-    pending = [
-        job if not job.out.exists() else FuseJob(job.pair, job.out, replace=True)
-        for job in jobs
-        if not (job.out.exists() and output_done(job.out))
-    ]
+    # an existing output that does not decode is redone in place
+    pending = [FuseJob(job.pair, job.out, replace=job.out.exists()) for job in jobs if not output_done(job.out)]
     return pending, len(jobs) - len(pending)
 
 
@@ -261,11 +268,7 @@ def fuse_paths(
     fuser = get_fuser(method, weights=weights, device=device, backend=backend)
     written = []
     for job in tqdm(jobs, desc=f"fuse ({method})", unit="pair", disable=not progress or len(jobs) < 2):
-        ir_img, vis_img = read_pair(job.pair)
-        try:
-            fused = fuse_arrays(ir_img, vis_img, fuser, mode=mode)
-        except NonFiniteOutputError as exc:
-            raise NonFiniteOutputError(f"{job.pair.ir}: {exc}") from None
+        fused = fuse_named(*read_pair(job.pair), fuser, job.pair.ir, mode=mode)
         written.append(write_image(job.out, fused, overwrite=overwrite or job.replace))
     return written
 
@@ -314,10 +317,7 @@ def demo(
             raise InputError(f"{p}: output exists (use --overwrite to replace it)")
     resolve_device(device)
     ir, vis = read_pair(EXAMPLE_PAIR)
-    try:
-        fused = fuse_arrays(ir, vis, get_fuser(method, weights=weights, device=device))
-    except NonFiniteOutputError as exc:
-        raise NonFiniteOutputError(f"{EXAMPLE_PAIR.ir}: {exc}") from None
+    fused = fuse_named(ir, vis, get_fuser(method, weights=weights, device=device), EXAMPLE_PAIR.ir)
     write_image(fused_path, fused, overwrite=overwrite)
     as_rgb = [np.dstack([img] * 3) if img.ndim == 2 else img for img in (ir, vis, fused)]
     write_image(overview_path, np.hstack(as_rgb), overwrite=overwrite)

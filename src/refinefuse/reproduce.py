@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from .baselines import list_baselines
 from .datasets import DatasetSpec, get_dataset
 from .errors import InputError
-from .fuse import fuse_arrays, read_pair
+from .fuse import fuse_named, read_pair
 from .io import Pair, evenly_spaced, file_sha256, pair_folders, read_image, write_image, write_text
 from .methods import DEFAULT_METHOD, check_method, default_weights, get_fuser, is_network
 from .metrics import evaluate_folders, get_profile, markdown_table, write_csv
@@ -126,8 +126,7 @@ def fuse_missing(
     if record is not None:
         write_text(folder / "fused_with.json", json.dumps(record, indent=2) + "\n")
     for pair in tqdm(todo, desc=f"fuse ({method})", unit="pair", disable=not progress or len(todo) < 2):
-        ir, vis = read_pair(pair)
-        write_image(folder / f"{pair.name}.png", fuse_arrays(ir, vis, fuser, mode=mode))
+        write_image(folder / f"{pair.name}.png", fuse_named(*read_pair(pair), fuser, pair.ir, mode=mode))
     return len(todo), len(pairs) - len(todo)
 
 
