@@ -195,3 +195,50 @@ def test_stderr_silencing_is_thread_safe(tmp_path, capfd):
     capfd.readouterr()
     os.write(2, b"still here\n")
     assert capfd.readouterr().err == "still here\n"
+
+
+def test_decode_image_matches_read_image_and_names_the_input(data_dir, tmp_path):
+    from refinefuse.io import decode_image
+
+    path = data_dir / "msrs" / "test" / "vi" / "00828N.png"
+    assert np.array_equal(decode_image(path.read_bytes(), "upload"), read_image(path))
+    with pytest.raises(InputError, match=r"^upload: not a readable image$"):
+        decode_image(b"GIF89a nonsense", "upload")
+    with pytest.raises(InputError, match=r"^upload: not a readable image$"):
+        decode_image(b"", "upload")
+
+
+def test_pixel_limit_is_checked_from_the_header_before_decoding(monkeypatch):
+    import cv2
+
+    from refinefuse import io as rio
+    from refinefuse.io import ImageTooLargeError, decode_image, encode_image
+
+    png = encode_image(np.zeros((300, 400), np.uint8))  # 120000 pixels
+    assert decode_image(png, "x", max_pixels=120_000).shape == (300, 400)
+
+    def no_decode(*_a, **_k):
+        raise AssertionError("decoded an image over the limit")
+
+    monkeypatch.setattr(rio.cv2, "imdecode", no_decode)
+    with pytest.raises(ImageTooLargeError, match=r"^x: 400x300 is over the limit of 119999 pixels$"):
+        decode_image(png, "x", max_pixels=119_999)
+    monkeypatch.setattr(rio.cv2, "imdecode", cv2.imdecode)
+
+
+def test_pixel_limit_also_holds_when_the_header_is_unknown_to_pillow(monkeypatch):
+    from refinefuse import io as rio
+    from refinefuse.io import ImageTooLargeError, decode_image, encode_image
+
+    monkeypatch.setattr(rio, "_header_size", lambda data: None)  # e.g. a format only OpenCV reads
+    png = encode_image(np.zeros((300, 400), np.uint8))
+    with pytest.raises(ImageTooLargeError, match="400x300 is over the limit"):
+        decode_image(png, "x", max_pixels=1000)
+
+
+def test_encode_image_round_trips_colour():
+    from refinefuse.io import decode_image, encode_image
+
+    rgb = np.zeros((8, 9, 3), np.uint8)
+    rgb[..., 0] = 200  # red
+    assert np.array_equal(decode_image(encode_image(rgb), "x"), rgb)

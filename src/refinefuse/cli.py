@@ -657,6 +657,78 @@ def _run_features(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- serve
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from .web.settings import DEFAULT_HOST, DEFAULT_PORT, WebSettings
+
+    d = WebSettings()
+    p = sub.add_parser(
+        "serve",
+        help="local web app: upload two images, compare fusion methods side by side (extra [web])",
+        description="Start the web app (FastAPI + Uvicorn): a page at http://HOST:PORT/ to upload a pair or pick an "
+        "example, fuse it with the chosen methods and compare them (slider, zoom, the seven metrics, downloads), "
+        "and the JSON API it uses (POST /api/fuse, POST /api/evaluate; docs at /docs). Bound to localhost unless "
+        "--host says otherwise. Needs pip install 'refinefuse[web]'.",
+    )
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--weights", help="checkpoint of the network (default: the shipped weights)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, ...")
+    p.add_argument(
+        "--data-root", help="where the TNO and MRI-PET examples are read (default $REFINEFUSE_DATA_ROOT or ../shared)"
+    )
+    p.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=d.max_upload_bytes / 2**20,
+        help="largest request body in MiB (default %(default)g)",
+    )
+    p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="largest image in pixels (default %(default)d)")
+    p.add_argument(
+        "--max-queue", type=int, default=d.max_queue, help="requests that may wait; more get 503 (default %(default)d)"
+    )
+    p.set_defaults(func=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import importlib.util
+    import ipaddress
+
+    from .errors import InputError
+    from .web.settings import WebSettings
+
+    missing = [m for m in ("fastapi", "uvicorn", "multipart") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise InputError(f"serve needs the web extra ({', '.join(missing)} missing): pip install 'refinefuse[web]'")
+    if not 1 <= args.port <= 65535:
+        raise InputError(f"--port must be between 1 and 65535, got {args.port}")
+    try:
+        settings = WebSettings(
+            weights=args.weights,
+            device=args.device,
+            data_root=args.data_root,
+            max_upload_bytes=int(args.max_upload_mb * 2**20),
+            max_pixels=args.max_pixels,
+            max_queue=args.max_queue,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    if not loopback:
+        print(f"refinefuse serve: warning: bound to {args.host}: reachable from other machines", file=sys.stderr)
+    from .methods import load_network, resolve_device
+
+    resolve_device(args.device)  # an unknown device, a bad checkpoint: one line before the server starts
+    load_network("refinefuse", args.weights)
+    from .web import serve
+
+    serve(settings, host=args.host, port=args.port)
+    return 0
+
+
 # ----------------------------------------------------------------------------- entry point
 COMMANDS = (
     _add_fuse,
@@ -670,6 +742,7 @@ COMMANDS = (
     _add_reproduce,
     _add_ablate,
     _add_features,
+    _add_serve,
 )
 
 

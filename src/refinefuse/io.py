@@ -88,30 +88,75 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    data = np.fromfile(str(path), dtype=np.uint8)
+    return decode_image(np.fromfile(str(path), dtype=np.uint8), str(path))
+
+
+def decode_image(data: bytes | np.ndarray, name: str, *, max_pixels: int | None = None) -> np.ndarray:
+    """Decode an encoded image (file content: PNG, JPEG, ...) exactly like :func:`read_image`.
+
+    ``name`` (a file name, an upload's field) starts every :class:`InputError` message.
+    ``max_pixels``: refuse larger images (:class:`ImageTooLargeError`), checked from the
+    header before the pixels are decoded where Pillow can read it, so that a small file
+    declaring a huge image is never decompressed.
+    """
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if max_pixels is not None and buf.size:
+        size = _header_size(buf.tobytes())
+        if size is not None and size[0] * size[1] > max_pixels:
+            raise ImageTooLargeError(f"{name}: {size[0]}x{size[1]} is over the limit of {max_pixels} pixels")
     img = None
-    if data.size:
+    if buf.size:
         with _native_stderr_silenced():
-            img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+            img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise InputError(f"{path}: not a readable image")
+        raise InputError(f"{name}: not a readable image")
+    if max_pixels is not None and img.shape[0] * img.shape[1] > max_pixels:
+        raise ImageTooLargeError(f"{name}: {img.shape[1]}x{img.shape[0]} is over the limit of {max_pixels} pixels")
     if img.dtype == np.uint16:
         img = (img.astype(np.float32) / 257.0).round().astype(np.uint8)
     elif img.dtype != np.uint8:
-        raise InputError(f"{path}: unsupported pixel type {img.dtype}")
+        raise InputError(f"{name}: unsupported pixel type {img.dtype}")
     if img.ndim == 3:
         if img.shape[2] == 1:
             img = img[:, :, 0]
         elif img.shape[2] == 4:
             img = img[:, :, :3]
         elif img.shape[2] != 3:
-            raise InputError(f"{path}: unsupported channel count {img.shape[2]}")
+            raise InputError(f"{name}: unsupported channel count {img.shape[2]}")
     if img.ndim == 3:
         if is_grey_rgb(img):
             img = img[:, :, 0]
         else:
             img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     return np.ascontiguousarray(img)
+
+
+class ImageTooLargeError(InputError):
+    """An image over a caller's pixel limit (:func:`decode_image`)."""
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from an encoded image's header (Pillow, no pixel decoding), or None."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow comes with scikit-image
+        return None
+    import io as _io
+
+    try:
+        with Image.open(_io.BytesIO(data)) as im:
+            return int(im.size[0]), int(im.size[1])
+    except Exception:  # noqa: BLE001 - not Pillow's format: OpenCV decides
+        return None
+
+
+def encode_image(img: np.ndarray, ext: str = ".png") -> bytes:
+    """Encode a :func:`read_image`-style array (uint8 grey or RGB) as ``ext`` (e.g. ``.png``) bytes."""
+    out = cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if img.ndim == 3 else img
+    ok, buf = cv2.imencode(ext, out)
+    if not ok:
+        raise InputError(f"could not encode image as {ext}")
+    return bytes(buf.tobytes())
 
 
 def is_grey_rgb(img: np.ndarray) -> bool:
@@ -200,12 +245,12 @@ def write_image(path: str | os.PathLike[str], img: np.ndarray, *, overwrite: boo
     ext = path.suffix.lower() or ".png"
     if ext not in IMAGE_EXTENSIONS:
         raise InputError(f"{path}: unsupported output extension '{path.suffix}'")
-    out = cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if img.ndim == 3 else img
-    ok, buf = cv2.imencode(ext, out)
-    if not ok:
-        raise InputError(f"{path}: could not encode image")
+    try:
+        data = encode_image(img, ext)
+    except InputError:
+        raise InputError(f"{path}: could not encode image") from None
     with atomic_path(path, overwrite=overwrite) as tmp:
-        tmp.write_bytes(buf.tobytes())
+        tmp.write_bytes(data)
     return path
 
 
