@@ -163,14 +163,20 @@ def test_damaged_cached_export_is_rebuilt_not_warned_about(tiny, tiny_ckpt, tmp_
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temporaries left
 
 
-def test_large_images_take_the_tiled_torch_path(tiny_ckpt, monkeypatch):
+def test_large_images_are_tiled_through_onnx_runtime(tiny_ckpt, monkeypatch):
+    """Above the tiling threshold the ONNX session runs tile by tile (no PyTorch fallback)."""
     from refinefuse.fuse import load_fuser
 
-    monkeypatch.setattr("refinefuse.models.inference.DEFAULT_MAX_PIXELS", 100)
+    monkeypatch.setattr("refinefuse.models.inference.DEFAULT_MAX_PIXELS", 72 * 72)
     fuser = load_fuser(weights=tiny_ckpt, device="cpu", backend="onnx")
-    monkeypatch.setattr(OnnxFuser, "run", lambda *a: pytest.fail("ONNX Runtime used above the tiling threshold"))
-    ir, vis = _pair()
+    monkeypatch.setattr("refinefuse.models.inference.fuse_tensor", lambda *a, **k: pytest.fail("PyTorch used"))
+    calls = []
+    run = OnnxFuser.run
+    monkeypatch.setattr(OnnxFuser, "run", lambda self, a, b: calls.append(a.shape) or run(self, a, b))
+    ir, vis = _pair(100, 130)
+    assert ir.size > 72 * 72
     assert fuser(ir, vis).shape == ir.shape
+    assert len(calls) > 1 and all(shape[-2:] == (72, 72) for shape in calls)
 
 
 def test_auto_backend_falls_back_to_torch_when_export_fails(tiny_ckpt, monkeypatch):

@@ -43,6 +43,13 @@ def _add_fuse(sub: argparse._SubParsersAction) -> None:
         help="network runtime: auto = ONNX Runtime on the CPU when installed (faster), else PyTorch",
     )
     p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "int8"],
+        help="network precision: fp32 (default); bf16 = PyTorch bfloat16 autocast; int8 = ONNX Runtime "
+        "static int8 on the CPU (calibrated once on msrs/train128, then cached; docs/efficiency.md)",
+    )
+    p.add_argument(
         "--mode", default="auto", choices=["auto", "ir-vis", "medical"], help="which source gives the output colour"
     )
     p.add_argument("--ext", default=".png", help="output extension for folder inputs (default .png)")
@@ -67,6 +74,7 @@ def _run_fuse(args: argparse.Namespace) -> int:
         weights=args.weights,
         device=args.device,
         backend=args.backend,
+        precision=args.precision,
         mode=args.mode,
         ext=args.ext,
         overwrite=args.overwrite,
@@ -498,6 +506,12 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="results", help="results root (default ./results)")
     p.add_argument("--weights", help="checkpoint of the network among --methods (default: the shipped weights)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, ...")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "int8"],
+        help="network precision (see refinefuse fuse --help); fused images of another precision are not reused",
+    )
     p.add_argument("--max-pairs", type=int, help="only N evenly spaced pairs (quick runs; stated in the caption)")
     p.add_argument("--workers", type=int, help="evaluation processes (default: number of CPUs)")
     p.add_argument("--figure-pair", help="pair name shown in the figure (default: msrs 00828N, others the first)")
@@ -537,6 +551,7 @@ def _run_reproduce(args: argparse.Namespace) -> int:
         methods=args.methods,
         weights=args.weights,
         device=args.device,
+        precision=args.precision,
         max_pairs=args.max_pairs,
         workers=args.workers,
         figure_pair=args.figure_pair,

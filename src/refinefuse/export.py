@@ -29,9 +29,23 @@ from .errors import InputError
 from .io import atomic_path, file_sha256, write_text
 from .models.refinefuse import pad_to_multiple
 
-__all__ = ["export_onnx", "OnnxFuser", "onnx_fuser", "compare_onnx", "onnx_available", "cached_export", "DEFAULT_OPSET"]
+__all__ = [
+    "export_onnx",
+    "OnnxFuser",
+    "onnx_fuser",
+    "compare_onnx",
+    "onnx_available",
+    "cached_export",
+    "quantize_int8",
+    "cached_int8_export",
+    "calibration_pairs",
+    "DEFAULT_OPSET",
+]
 
 DEFAULT_OPSET = 17
+#: int8 calibration: this many evenly spaced ``msrs/train128`` pairs (training data only)
+CALIBRATION_PAIRS = 32
+CALIBRATION_SET = "msrs/train128"
 
 
 def _stride(model: nn.Module) -> int:
@@ -130,6 +144,125 @@ def cached_export(
     return path
 
 
+def calibration_pairs(
+    n: int = CALIBRATION_PAIRS, root: str | os.PathLike[str] | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``n`` evenly spaced pairs of ``msrs/train128`` (the fusion training set, 128x128, never a
+    test set) as float32 ``(H, W)`` luminance in [0, 1]: the fixed int8 calibration set."""
+    from .colour import luminance
+    from .io import evenly_spaced, pair_folders, read_image
+    from .paths import dataset_dir
+
+    folder = dataset_dir(CALIBRATION_SET, root)
+    if not (folder / "ir").is_dir() or not (folder / "vi").is_dir():
+        raise InputError(
+            f"{folder}: int8 calibration needs {CALIBRATION_SET} (ir/ and vi/) under the data root "
+            "(set REFINEFUSE_DATA_ROOT); once built, the int8 model is cached and needs no data"
+        )
+    pairs = evenly_spaced(pair_folders(folder / "ir", folder / "vi"), n)
+    return [(luminance(read_image(p.ir)), luminance(read_image(p.vis))) for p in pairs]
+
+
+def _grouped_convs(model_proto) -> list[str]:
+    return [
+        node.name
+        for node in model_proto.graph.node
+        if node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute)
+    ]
+
+
+def quantize_int8(
+    fp32_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    calibration: list[tuple[np.ndarray, np.ndarray]],
+) -> Path:
+    """Static int8 quantisation of an exported fp32 model with ONNX Runtime's tooling (atomic write).
+
+    QOperator format (QLinearConv and friends), per-channel signed int8 weights, unsigned int8
+    activations with MinMax ranges from ``calibration`` (float32 ``(H, W)`` pairs, padded to the
+    stride). Grouped convolutions (SFIM's fusion, PSIM's key/value) stay float: ONNX Runtime's
+    int8 grouped convolution is about 20x slower than its float one here (docs/efficiency.md),
+    and :class:`OnnxFuser` keeps them float at run time too (``session.disable_quant_qdq``).
+    """
+    onnx = _require("onnx")
+    _require("onnxruntime")
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src = Path(fp32_path)
+    meta = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
+    stride = int(meta.get("refinefuse_stride", "1"))
+    feeds = [
+        {
+            name: pad_to_multiple(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None], stride)[
+                0
+            ].numpy()
+            for name, x in (("ir", ir), ("vis", vis))
+        }
+        for ir, vis in calibration
+    ]
+    if not feeds:
+        raise InputError("int8 calibration needs at least one pair")
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+    out = Path(out)
+    import logging
+
+    with atomic_path(out) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pre = tmp.with_name(tmp.name + ".pre.onnx")
+        logging.disable(logging.WARNING)  # the quantiser logs every int64 shape tensor it skips
+        try:
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            quantize_static(
+                str(pre),
+                str(tmp),
+                _Reader(),
+                quant_format=QuantFormat.QOperator,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                nodes_to_exclude=_grouped_convs(onnx.load(str(pre))),
+            )
+        finally:
+            logging.disable(logging.NOTSET)
+            pre.unlink(missing_ok=True)
+        _add_metadata(str(tmp), {**meta, "refinefuse_precision": "int8", "refinefuse_calibration": str(len(feeds))})
+    return out
+
+
+def cached_int8_export(
+    model: nn.Module,
+    weights: str | os.PathLike[str],
+    cache: str | os.PathLike[str] | None = None,
+    n_calibration: int = CALIBRATION_PAIRS,
+    data_root: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The int8 model of checkpoint ``weights``, cached next to its fp32 export
+    (:func:`cached_export`) under the same key plus ``-int8-c<n>``; built once from
+    :func:`calibration_pairs` (which need the data root), then reused without data."""
+    fp32 = cached_export(model, weights, cache)
+    path = fp32.with_name(f"{fp32.stem}-int8-c{int(n_calibration)}.onnx")
+    stamp = path.with_name(path.name + ".sha256")
+    if not _matches_stamp(path, stamp):
+        quantize_int8(fp32, path, calibration_pairs(n_calibration, data_root))
+        write_text(stamp, file_sha256(path) + "\n")
+    return path
+
+
 def _matches_stamp(path: Path, stamp: Path) -> bool:
     """Whether ``path`` exists and its SHA-256 is the one recorded in ``stamp``."""
     try:
@@ -172,12 +305,17 @@ class OnnxFuser:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
+        # Keep the float ops of an int8 model float: without this, ONNX Runtime fuses
+        # Dequantize -> Conv -> Quantize around the grouped convolutions into a QLinearConv,
+        # 20x slower here (docs/efficiency.md). No effect on an fp32 model.
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise InputError(f"{self.path}: not a loadable ONNX model ({type(exc).__name__})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         self.stride = int(meta.get("refinefuse_stride", "1"))
+        self.precision = meta.get("refinefuse_precision", "fp32")
 
     def run(self, ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
         """``(N, 1, H, W)`` float32 pair -> fused ``(N, 1, H, W)``."""
@@ -189,12 +327,32 @@ class OnnxFuser:
         # ONNX Runtime's Tanh can undershoot -1 by an ulp; keep the documented [0, 1] range
         return np.clip(self.session.run(["fused"], feeds)[0][..., :h, :w], 0.0, 1.0)
 
+    def run_tiled(self, ir: np.ndarray, vis: np.ndarray, max_pixels: int | None = None) -> np.ndarray:
+        """:meth:`run`, in overlapping tiles when ``H * W`` exceeds ``max_pixels`` (default:
+        the package's tiling threshold): the same tiles and blending as the PyTorch path
+        (:func:`refinefuse.models.inference.fuse_tiles`), so memory stays bounded."""
+        import math
+
+        from .models.inference import DEFAULT_MAX_PIXELS, fuse_tiles
+
+        limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
+        h, w = ir.shape[-2:]
+        if h * w <= limit:
+            return self.run(ir, vis)
+
+        def run(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(self.run(a.numpy(), b.numpy()))
+
+        ir_t = torch.from_numpy(np.ascontiguousarray(ir, dtype=np.float32))
+        vis_t = torch.from_numpy(np.ascontiguousarray(vis, dtype=np.float32))
+        return fuse_tiles(run, ir_t, vis_t, math.isqrt(limit)).numpy()
+
     def __call__(self, ir_y: np.ndarray, vis_y: np.ndarray) -> np.ndarray:
         if ir_y.shape != vis_y.shape:
             raise ValueError(f"ir and vis differ in shape: {ir_y.shape} vs {vis_y.shape}")
         if ir_y.ndim == 4:
-            return self.run(ir_y, vis_y)
-        return self.run(ir_y[None, None], vis_y[None, None])[0, 0]
+            return self.run_tiled(ir_y, vis_y)
+        return self.run_tiled(ir_y[None, None], vis_y[None, None])[0, 0]
 
 
 def onnx_fuser(path: str | os.PathLike[str], threads: int | None = None) -> OnnxFuser:

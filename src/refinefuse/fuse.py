@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,9 +107,10 @@ def load_fuser(
     weights: str | os.PathLike[str] | None = None,
     device: str | torch.device = "auto",
     backend: str = "auto",
+    precision: str = "fp32",
 ) -> GreyFuser:
     """Same as :func:`refinefuse.methods.get_fuser` (kept for existing callers)."""
-    return get_fuser(method, weights=weights, device=device, backend=backend)
+    return get_fuser(method, weights=weights, device=device, backend=backend, precision=precision)
 
 
 # ----------------------------------------------------------------------------- files
@@ -130,6 +131,60 @@ class FuseJob:
     pair: Pair
     out: Path
     replace: bool = False  # out exists but does not decode (skip_existing): redo it in place
+
+
+#: pairs read ahead of the one being fused, and fused images waiting to be written
+PIPELINE_DEPTH = 2
+
+
+def run_jobs(
+    jobs: Sequence[FuseJob],
+    fuser: GreyFuser,
+    *,
+    mode: str = "auto",
+    overwrite: bool = False,
+    progress: bool = True,
+    desc: str = "fuse",
+) -> list[Path]:
+    """Fuse ``jobs`` in order with reading and writing overlapped with fusion.
+
+    Two I/O threads read up to :data:`PIPELINE_DEPTH` pairs ahead and write finished images
+    (PNG decoding, encoding and ONNX Runtime release the GIL), so both cores stay busy while
+    memory stays bounded by a few pairs. Errors surface in job order, as in a plain loop, and
+    every image fused before the error is written before it propagates (each write is atomic).
+    """
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    written: list[Path] = []
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="refinefuse-io") as pool:
+        reads: deque[Future[tuple[np.ndarray, np.ndarray]]] = deque()
+        writes: deque[Future[Path]] = deque()
+        ahead = iter(jobs)
+
+        def read_next() -> None:
+            job = next(ahead, None)
+            if job is not None:
+                reads.append(pool.submit(read_pair, job.pair))
+
+        try:
+            for _ in range(PIPELINE_DEPTH):
+                read_next()
+            for job in tqdm(jobs, desc=desc, unit="pair", disable=not progress or len(jobs) < 2):
+                ir, vis = reads.popleft().result()
+                read_next()
+                fused = fuse_named(ir, vis, fuser, job.pair.ir, mode=mode)
+                while len(writes) >= PIPELINE_DEPTH:
+                    written.append(writes.popleft().result())
+                writes.append(pool.submit(write_image, job.out, fused, overwrite=overwrite or job.replace))
+            while writes:
+                written.append(writes.popleft().result())
+        finally:
+            for pending_read in reads:
+                pending_read.cancel()
+            for pending_write in writes:  # images fused before an error are written, as in a plain loop
+                pending_write.exception()
+    return written
 
 
 def output_done(path: str | os.PathLike[str]) -> bool:
@@ -240,6 +295,7 @@ def fuse_paths(
     weights: str | os.PathLike[str] | None = None,
     device: str = "auto",
     backend: str = "auto",
+    precision: str = "fp32",
     mode: str = "auto",
     ext: str = ".png",
     overwrite: bool = False,
@@ -265,12 +321,8 @@ def fuse_paths(
         remove_stale_temps(out)
     if not jobs:
         return []
-    fuser = get_fuser(method, weights=weights, device=device, backend=backend)
-    written = []
-    for job in tqdm(jobs, desc=f"fuse ({method})", unit="pair", disable=not progress or len(jobs) < 2):
-        fused = fuse_named(*read_pair(job.pair), fuser, job.pair.ir, mode=mode)
-        written.append(write_image(job.out, fused, overwrite=overwrite or job.replace))
-    return written
+    fuser = get_fuser(method, weights=weights, device=device, backend=backend, precision=precision)
+    return run_jobs(jobs, fuser, mode=mode, overwrite=overwrite, progress=progress, desc=f"fuse ({method})")
 
 
 def fuse_images(

@@ -23,6 +23,8 @@ from .errors import InputError
 
 GreyFuser = Callable[[np.ndarray, np.ndarray], np.ndarray]
 BACKENDS = ("auto", "torch", "onnx")
+#: network precisions: fp32 (default), bf16 (PyTorch autocast), int8 (ONNX Runtime, CPU)
+PRECISIONS = ("fp32", "bf16", "int8")
 #: the method used when none is named (the paper's network)
 DEFAULT_METHOD = "refinefuse"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -114,36 +116,45 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def network_fuser(model: nn.Module, device: str | torch.device = "auto", **tiling: Any) -> GreyFuser:
-    """Wrap a network as a grey fuser (inference mode, tiled for large images)."""
+def network_fuser(
+    model: nn.Module, device: str | torch.device = "auto", precision: str = "fp32", **tiling: Any
+) -> GreyFuser:
+    """Wrap a network as a grey fuser (inference mode, tiled for large images); ``precision``
+    ``"bf16"`` runs it under bfloat16 autocast (CPU, or CUDA with bf16)."""
     from .models.inference import fuse_tensor
 
     dev = resolve_device(device)
     model = model.to(dev).eval()
+    if precision not in ("fp32", "bf16"):
+        raise InputError(f"PyTorch runs the network in fp32 or bf16, not {precision}")
+    if precision == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise InputError(f"precision bf16 is not supported by {torch.cuda.get_device_name(dev)}")
 
     def fuse(ir_y: np.ndarray, vis_y: np.ndarray) -> np.ndarray:
         ir_t = torch.from_numpy(np.ascontiguousarray(ir_y))[None, None].to(dev)
         vis_t = torch.from_numpy(np.ascontiguousarray(vis_y))[None, None].to(dev)
-        return fuse_tensor(model, ir_t, vis_t, **tiling)[0, 0].float().cpu().numpy()
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = fuse_tensor(model, ir_t, vis_t, **tiling)
+        return out[0, 0].float().cpu().numpy()
 
     return fuse
 
 
-def onnx_network_fuser(model: nn.Module, weights: str | os.PathLike[str]) -> GreyFuser:
-    """The network through ONNX Runtime on the CPU (about twice as fast as PyTorch eager there,
-    same output to 1e-6; see docs/efficiency.md). The export is cached per checkpoint
-    (:func:`refinefuse.export.cached_export`). Images larger than the tiling threshold go
-    through the tiled PyTorch path instead, which bounds memory."""
-    from .export import cached_export, onnx_fuser
-    from .models.inference import DEFAULT_MAX_PIXELS
+def onnx_network_fuser(model: nn.Module, weights: str | os.PathLike[str], precision: str = "fp32") -> GreyFuser:
+    """The network through ONNX Runtime on the CPU (fp32: about twice as fast as PyTorch eager
+    there, same output to 1e-6; int8: static quantisation, see docs/efficiency.md). The export
+    is cached per checkpoint (:func:`refinefuse.export.cached_export`,
+    :func:`~refinefuse.export.cached_int8_export`). Images larger than the tiling threshold
+    are fused in tiles through the same session, which bounds memory."""
+    from .export import cached_export, cached_int8_export, onnx_fuser
 
-    runtime = onnx_fuser(cached_export(model, weights), threads=torch.get_num_threads())
-    tiled = network_fuser(model, "cpu")
-
-    def fuse(ir_y: np.ndarray, vis_y: np.ndarray) -> np.ndarray:
-        return tiled(ir_y, vis_y) if ir_y.size > DEFAULT_MAX_PIXELS else runtime(ir_y, vis_y)
-
-    return fuse
+    if precision == "int8":
+        path = cached_int8_export(model, weights)
+    elif precision == "fp32":
+        path = cached_export(model, weights)
+    else:
+        raise InputError(f"ONNX Runtime runs the network in fp32 or int8, not {precision}")
+    return onnx_fuser(path, threads=torch.get_num_threads())
 
 
 # ----------------------------------------------------------------------------- fusers by name
@@ -152,6 +163,7 @@ def get_fuser(
     weights: str | os.PathLike[str] | None = None,
     device: str | torch.device = "auto",
     backend: str = "auto",
+    precision: str = "fp32",
 ) -> GreyFuser:
     """The grey fuser of method ``name`` (see :func:`list_methods`).
 
@@ -159,22 +171,40 @@ def get_fuser(
     the checkpoint must hold that network. ``backend`` (networks only): ``"auto"`` runs ONNX
     Runtime when the device is the CPU and the ``onnx`` extra is installed (falling back to
     PyTorch, with a warning, if the export fails), else PyTorch; ``"torch"`` always PyTorch;
-    ``"onnx"`` ONNX Runtime (CPU) or an error. Baselines take neither weights nor backend.
+    ``"onnx"`` ONNX Runtime (CPU) or an error. ``precision`` (networks only): ``"fp32"``;
+    ``"bf16"``, PyTorch under bfloat16 autocast; ``"int8"``, ONNX Runtime with the statically
+    quantised model (CPU; calibrated once on ``msrs/train128``, then cached). Baselines take
+    neither weights, backend nor precision.
     """
     from .export import onnx_available
 
     if backend not in BACKENDS:
         raise InputError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
     check_method(name)
     if not is_network(name):
         if weights is not None:
             raise InputError(f"--weights applies to the network only, not to method '{name}'")
         if backend != "auto":
             raise InputError(f"--backend applies to the network only, not to method '{name}'")
+        if precision != "fp32":
+            raise InputError(f"--precision applies to the network only, not to method '{name}'")
         from .baselines import get_baseline
 
         return get_baseline(name)
     dev = resolve_device(device)
+    if precision == "int8":
+        if dev.type != "cpu" or backend == "torch":
+            raise InputError("--precision int8 runs through ONNX Runtime on the CPU (use --device cpu, --backend auto)")
+        if not onnx_available():
+            raise InputError("--precision int8 needs onnx and onnxruntime: pip install 'refinefuse[onnx]'")
+        model, path = load_network(name, weights)
+        return onnx_network_fuser(model, path, "int8")
+    if precision == "bf16":
+        if backend == "onnx":
+            raise InputError("--precision bf16 runs through PyTorch (use --backend auto or torch)")
+        return network_fuser(load_network(name, weights)[0], dev, precision="bf16")
     model, path = load_network(name, weights)
     if backend == "onnx":
         if dev.type != "cpu":

@@ -34,12 +34,11 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from .baselines import list_baselines
 from .datasets import DatasetSpec, get_dataset
 from .errors import InputError
-from .fuse import fuse_named, read_pair
+from .fuse import FuseJob, read_pair, run_jobs
 from .io import Pair, evenly_spaced, file_sha256, pair_folders, read_image, write_image, write_text
 from .methods import DEFAULT_METHOD, check_method, default_weights, get_fuser, is_network
 from .metrics import evaluate_folders, get_profile, markdown_table, write_csv
@@ -90,9 +89,9 @@ def _check_provenance(folder: Path, record: dict | None, overwrite: bool) -> Non
         previous = json.loads(path.read_text())
     except ValueError:
         previous = {}
-    if previous.get("sha256") != record["sha256"]:
+    if previous.get("sha256") != record["sha256"] or previous.get("precision") != record.get("precision"):
         raise InputError(
-            f"{path}: fused images in {folder} were made with another checkpoint "
+            f"{path}: fused images in {folder} were made with another checkpoint or precision "
             f"({previous.get('weights', '?')}); use --overwrite to redo them"
         )
 
@@ -105,6 +104,7 @@ def fuse_missing(
     mode: str,
     weights: str | os.PathLike[str] | None = None,
     device: str = "auto",
+    precision: str = "fp32",
     overwrite: bool = False,
     progress: bool = True,
 ) -> tuple[int, int]:
@@ -117,16 +117,18 @@ def fuse_missing(
         path = Path(weights) if weights is not None else default_weights(method)
         if path is not None and path.is_file():
             record = _weights_record(path)
+            if precision != "fp32":  # fp32 records keep their old form
+                record["precision"] = precision
     _check_provenance(folder, record, overwrite)
     todo = [p for p in pairs if overwrite or not (folder / f"{p.name}.png").is_file()]
     if not todo:
         return 0, len(pairs)
-    fuser = get_fuser(method, weights=weights, device=device)
+    fuser = get_fuser(method, weights=weights, device=device, precision=precision)
     folder.mkdir(parents=True, exist_ok=True)
     if record is not None:
         write_text(folder / "fused_with.json", json.dumps(record, indent=2) + "\n")
-    for pair in tqdm(todo, desc=f"fuse ({method})", unit="pair", disable=not progress or len(todo) < 2):
-        write_image(folder / f"{pair.name}.png", fuse_named(*read_pair(pair), fuser, pair.ir, mode=mode))
+    jobs = [FuseJob(pair, folder / f"{pair.name}.png", replace=True) for pair in todo]
+    run_jobs(jobs, fuser, mode=mode, progress=progress, desc=f"fuse ({method})")
     return len(todo), len(pairs) - len(todo)
 
 
@@ -290,6 +292,7 @@ def reproduce(
     methods: str | Sequence[str] | None = None,
     weights: str | os.PathLike[str] | None = None,
     device: str = "auto",
+    precision: str = "fp32",
     max_pairs: int | None = None,
     workers: int | None = None,
     figure_pair: str | None = None,
@@ -351,7 +354,9 @@ def reproduce(
     folders = {m: run_dir / m for m in names}
     fused_counts, reused_counts = {}, {}
     for method in names:
-        kw: dict[str, Any] = {"weights": weights, "device": device} if is_network(method) else {}
+        kw: dict[str, Any] = (
+            {"weights": weights, "device": device, "precision": precision} if is_network(method) else {}
+        )
         fused_counts[method], reused_counts[method] = fuse_missing(
             to_fuse, folders[method], method, mode=spec.mode, overwrite=overwrite, progress=progress, **kw
         )

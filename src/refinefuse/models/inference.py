@@ -11,12 +11,13 @@ output (see ``tests/models/test_refinefuse.py`` for the measured tolerance).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["fuse_tensor", "tile_starts", "feather_ramp", "DEFAULT_MAX_PIXELS", "DEFAULT_OVERLAP"]
+__all__ = ["fuse_tensor", "fuse_tiles", "tile_starts", "feather_ramp", "DEFAULT_MAX_PIXELS", "DEFAULT_OVERLAP"]
 
 #: Largest image (H * W) fused in one piece: 1024 x 1024. Measured peak RSS on CPU
 #: (benchmarks/bench_memory.py, paper-size model): 1024x768 whole 1.8 GiB; 4096x3072 in
@@ -109,6 +110,23 @@ def _fuse_tiled(
     device: torch.device,
     progress: bool | None,
 ) -> torch.Tensor:
+    def run(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return model(a.to(device), b.to(device)).to(ir.device)
+
+    return fuse_tiles(run, ir, vis, tile, overlap, progress)
+
+
+def fuse_tiles(
+    run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ir: torch.Tensor,
+    vis: torch.Tensor,
+    tile: int,
+    overlap: int = DEFAULT_OVERLAP,
+    progress: bool | None = None,
+) -> torch.Tensor:
+    """Tiled fusion of ``(N, 1, H, W)`` tensors by any runner ``run(ir_tile, vis_tile) -> fused_tile``
+    (the network, or an ONNX Runtime session): square tiles of side ``tile`` overlapping by
+    ``overlap`` pixels, blended with :func:`feather_ramp` weights."""
     n, _, h, w = ir.shape
     th, tw = min(tile, h), min(tile, w)
     overlap = max(0, min(overlap, th - 1, tw - 1))
@@ -122,7 +140,7 @@ def _fuse_tiled(
         wx = feather_ramp(tw, overlap, x > 0, x + tw < w)
         wt = (wy[:, None] * wx[None, :]).to(ir.device)
         window = (..., slice(y, y + th), slice(x, x + tw))
-        out = model(ir[window].to(device), vis[window].to(device)).to(ir.device)
+        out = run(ir[window], vis[window])
         acc[window] += out * wt
         weight[window] += wt
     return acc / weight
