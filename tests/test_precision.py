@@ -154,3 +154,32 @@ def test_fuse_cli_int8_on_a_folder(data_dir, tmp_path, capsys):
         a, b = read_image(tmp_path / "int8" / name), read_image(tmp_path / "fp32" / name)
         assert a.shape == b.shape and a.ndim == 3  # colour PET keeps its colour
         assert np.abs(a.astype(int) - b.astype(int)).mean() < 8
+
+
+def test_onnx_memory_arena_is_off_by_default(tiny_fp32):
+    """ONNX Runtime's arena made folder fusion grow to 3.8 GiB (docs/efficiency.md)."""
+    assert OnnxFuser(tiny_fp32).session.get_session_options().enable_cpu_mem_arena is False
+    assert OnnxFuser(tiny_fp32, arena=True).session.get_session_options().enable_cpu_mem_arena is True
+
+
+def test_bench_int8_row_and_folder_throughput(shared_root, capsys):
+    from refinefuse.bench import folder_throughput, run_benchmark
+
+    result = run_benchmark(
+        ["refinefuse-onnx", "refinefuse-int8"],
+        sizes=((40, 32),),
+        mac_sizes=(32,),
+        device="cpu",
+        repeats=1,
+        warmup=0,
+        model_overrides={"channels": [8, 8, 16, 16]},
+        progress=False,
+    )
+    fp32_row, int8_row = result["rows"]
+    assert int8_row["method"] == "refinefuse-int8" and int8_row["params"] == fp32_row["params"]
+    assert int8_row["forward_ms"]["40x32"] > 0
+    assert any("static int8" in n for n in result["notes"])
+    tp = folder_throughput("mri_pet", max_pairs=3, threads=1, data_root_dir=shared_root)
+    assert tp["pairs"] == 3 and tp["pairs_per_s"] > 0
+    assert main(["bench", "--quick", "--methods", "max", "--folder", "mri_pet", "--folder-pairs", "2", "--quiet"]) == 0
+    assert "Folder fusion (mri_pet, 2 pairs, refinefuse fp32" in capsys.readouterr().out

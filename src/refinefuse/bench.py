@@ -41,11 +41,14 @@ from .errors import InputError
 from .export import onnx_available
 from .metrics.report import pipe_table
 
-__all__ = ["run_benchmark", "efficiency_table", "PRECISIONS", "ONNX_SUFFIX"]
+__all__ = ["run_benchmark", "efficiency_table", "folder_throughput", "PRECISIONS", "ONNX_SUFFIX", "INT8_SUFFIX"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 #: ``<network>-onnx``: that network exported to ONNX and run by ONNX Runtime on the CPU (optional extra ``onnx``).
 ONNX_SUFFIX = "-onnx"
+#: ``<network>-int8``: the same through ONNX Runtime after static int8 quantisation (calibrated on
+#: msrs/train128, :func:`refinefuse.export.quantize_int8`).
+INT8_SUFFIX = "-int8"
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -91,12 +94,13 @@ def _network_of(method: str) -> str | None:
     """The registered network a bench method times (``name`` or ``name-onnx``), else ``None``."""
     from .methods import check_method, is_network
 
-    base = method.removesuffix(ONNX_SUFFIX)
+    base = method.removesuffix(ONNX_SUFFIX).removesuffix(INT8_SUFFIX)
     if is_network(base):
         return base
     if base != method:
         raise InputError(
-            f"unknown fusion method '{method}' ({ONNX_SUFFIX} follows a network name, e.g. refinefuse-onnx)"
+            f"unknown fusion method '{method}' ({ONNX_SUFFIX} or {INT8_SUFFIX} follows a network name, "
+            "e.g. refinefuse-onnx)"
         )
     check_method(method)  # InputError for unknown names
     return None
@@ -119,6 +123,13 @@ def _load_network(
     model = create_model(name, **(model_overrides or {}))
     what = f"config {model_overrides}" if model_overrides else "paper config"
     return model, f"network randomly initialised ({what}); timing does not depend on the weights"
+
+
+def _calibration_available() -> bool:
+    from .export import CALIBRATION_SET
+    from .paths import dataset_dir
+
+    return (dataset_dir(CALIBRATION_SET) / "ir").is_dir()
 
 
 def _machine(device: torch.device, threads: int) -> dict[str, Any]:
@@ -167,8 +178,10 @@ def run_benchmark(
 
     Args:
         methods: registered networks (``"refinefuse"``, ``"refinefuse_l3"``, ...), the same
-            with ``-onnx`` (ONNX Runtime, CPU) and/or baseline names (default: refinefuse,
-            refinefuse-onnx and every baseline; the ONNX row only with onnxruntime installed and fp32).
+            with ``-onnx`` (ONNX Runtime, CPU) or ``-int8`` (ONNX Runtime, static int8) and/or
+            baseline names (default: refinefuse, refinefuse-onnx, refinefuse-int8 and every
+            baseline; the ONNX rows only with onnxruntime installed and fp32, the int8 row only
+            with msrs/train128 under the data root for its calibration).
         sizes: ``(width, height)`` images to time (default MSRS 640x480 and M3FD 1024x768).
         mac_sizes: square sizes for the MAC count.
         device: network device (``"auto"``, ``"cpu"``, ``"cuda"``...); baselines run on the CPU.
@@ -190,11 +203,14 @@ def run_benchmark(
 
     if not methods:
         with_onnx = onnx_available() and precision == "fp32"
-        methods = [DEFAULT_METHOD, *([DEFAULT_METHOD + ONNX_SUFFIX] if with_onnx else []), *list_baselines()]
+        with_int8 = with_onnx and _calibration_available()
+        onnx_rows = [DEFAULT_METHOD + ONNX_SUFFIX] if with_onnx else []
+        onnx_rows += [DEFAULT_METHOD + INT8_SUFFIX] if with_int8 else []
+        methods = [DEFAULT_METHOD, *onnx_rows, *list_baselines()]
     methods = list(methods)
     for name in methods:
         _network_of(name)  # InputError for unknown names, before any work
-    for name in (m for m in methods if m.endswith(ONNX_SUFFIX)):
+    for name in (m for m in methods if m.endswith((ONNX_SUFFIX, INT8_SUFFIX))):
         if not onnx_available():
             raise InputError(f"method {name} needs onnx and onnxruntime: pip install 'refinefuse[onnx]'")
         if precision != "fp32":
@@ -241,6 +257,11 @@ def _run(methods, sizes, mac_sizes, dev, batch_size, precision, repeats, warmup,
         notes.append(weight_note if len(networks) == 1 else f"{net}: {weight_note}")
     for name in (m for m in methods if m.endswith(ONNX_SUFFIX)):
         notes.append(f"{name}: ONNX Runtime CPUExecutionProvider, same threads, fp32, export time not counted")
+    for name in (m for m in methods if m.endswith(INT8_SUFFIX)):
+        notes.append(
+            f"{name}: ONNX Runtime, static int8 (calibrated on 32 msrs/train128 pairs), same threads, "
+            "export and quantisation time not counted"
+        )
 
     ir0, vis0 = read_pair(EXAMPLE_PAIR)
     rows = []
@@ -275,14 +296,14 @@ def _run(methods, sizes, mac_sizes, dev, batch_size, precision, repeats, warmup,
             if kind == "network":
                 fuser = _network_grey_fuser(model, dev, precision)
             elif kind == "onnx":  # exported here (not the cached export of a checkpoint): random init works too
-                from .export import export_onnx, onnx_fuser
+                from .export import calibration_pairs, export_onnx, onnx_fuser, quantize_int8
 
                 w0, h0 = sizes[0]
                 cpu_model = model if dev.type == "cpu" else copy.deepcopy(model).cpu()
-                fuser = onnx_fuser(
-                    export_onnx(cpu_model, Path(tmp) / f"{net}.onnx", height=h0, width=w0),
-                    threads=torch.get_num_threads(),
-                )
+                path = export_onnx(cpu_model, Path(tmp) / f"{net}.onnx", height=h0, width=w0)
+                if name.endswith(INT8_SUFFIX):
+                    path = quantize_int8(path, Path(tmp) / f"{net}-int8.onnx", calibration_pairs())
+                fuser = onnx_fuser(path, threads=torch.get_num_threads())
             else:
                 fuser = get_fuser(name)
             for size in sizes:
@@ -369,3 +390,44 @@ def efficiency_table(result: dict[str, Any]) -> str:
     )
     notes = "".join(f"- {note}\n" for note in result["notes"])
     return f"{settings_line}\n\n{pipe_table(header, body)}\n{notes}"
+
+
+def folder_throughput(
+    dataset: str = "msrs",
+    *,
+    precision: str = "fp32",
+    max_pairs: int | None = None,
+    threads: int | None = None,
+    data_root_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Pairs per second of ``refinefuse fuse`` on a whole dataset folder (default the 361 MSRS
+    test pairs): reading, fusing (the shipped weights, CPU, ``precision``) and writing
+    overlapped (:func:`refinefuse.fuse.run_jobs`), outputs into a temporary folder; the
+    model is loaded (and exported) before the clock starts."""
+    from .datasets import get_dataset
+    from .fuse import FuseJob, run_jobs
+    from .io import evenly_spaced, pair_folders
+    from .methods import get_fuser
+
+    spec = get_dataset(dataset)
+    pairs = evenly_spaced(pair_folders(*spec.folders(data_root_dir)), max_pairs)
+    saved = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        fuser = get_fuser("refinefuse", device="cpu", precision=precision)
+        with tempfile.TemporaryDirectory(prefix="refinefuse-throughput-") as tmp:
+            jobs = [FuseJob(p, Path(tmp) / f"{p.name}.png") for p in pairs]
+            t0 = time.perf_counter()
+            run_jobs(jobs, fuser, mode=spec.mode, progress=False)
+            seconds = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(saved)
+    return {
+        "dataset": dataset,
+        "pairs": len(pairs),
+        "precision": precision,
+        "threads": threads or saved,
+        "seconds": round(seconds, 2),
+        "pairs_per_s": round(len(pairs) / seconds, 3),
+    }

@@ -383,6 +383,19 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="network widths per level (default: paper config; for quick checks)",
     )
     p.add_argument("--quick", action="store_true", help="smoke run: 128x96 only, MACs at 64, 1 run, no warm-up")
+    p.add_argument(
+        "--folder",
+        metavar="DATASET",
+        help="also time folder fusion of a whole bundled dataset (e.g. msrs: the 361 test pairs): reading, "
+        "fusing and writing overlapped; pairs per second",
+    )
+    p.add_argument(
+        "--folder-precision",
+        default="fp32",
+        choices=["fp32", "bf16", "int8"],
+        help="network precision of --folder (default fp32)",
+    )
+    p.add_argument("--folder-pairs", type=int, metavar="N", help="--folder on N evenly spaced pairs (default all)")
     p.add_argument("--out", metavar="JSON", help="write the result as JSON here and the table beside it (.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_bench)
@@ -423,6 +436,17 @@ def _run_bench(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     table = efficiency_table(result)
+    if args.folder:
+        from .bench import folder_throughput
+
+        result["folder"] = folder_throughput(
+            args.folder, precision=args.folder_precision, max_pairs=args.folder_pairs, threads=args.threads
+        )
+        f = result["folder"]
+        table += (
+            f"\nFolder fusion ({f['dataset']}, {f['pairs']} pairs, refinefuse {f['precision']}, CPU, "
+            f"{f['threads']} threads, read/fuse/write overlapped): {f['pairs_per_s']} pairs/s ({f['seconds']} s)\n"
+        )
     print(table, end="")
     if args.out:
         from .io import write_text

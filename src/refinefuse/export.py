@@ -293,11 +293,14 @@ class OnnxFuser:
     """Grey fuser backed by ONNX Runtime (CPUExecutionProvider): ``fuser(ir_y, vis_y) -> fused_y``.
 
     Takes float32 ``(H, W)`` (or ``(N, 1, H, W)``) arrays in [0, 1], pads them to the
-    model's stride, runs the session and crops back. ``threads``: ONNX Runtime intra-op
-    threads (default: its own choice).
+    model's stride, runs the session and crops back; above the tiling threshold it runs
+    tile by tile (:meth:`run_tiled`). ``threads``: ONNX Runtime intra-op threads (default:
+    its own choice). ``arena``: ONNX Runtime's CPU memory arena, off by default because it
+    makes memory grow from pair to pair (docs/efficiency.md). An int8 model
+    (:func:`quantize_int8`) is run with its float operators kept float.
     """
 
-    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None, arena: bool = False) -> None:
         ort = _require("onnxruntime")
         self.path = Path(path)
         if not self.path.is_file():
@@ -305,6 +308,9 @@ class OnnxFuser:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
+        # ONNX Runtime's CPU arena keeps every block it ever grew: a folder of 1024x768 pairs peaked
+        # at 3.8 GiB with it against 1.9 GiB without (benchmarks/bench_folder_memory.py)
+        options.enable_cpu_mem_arena = bool(arena)
         # Keep the float ops of an int8 model float: without this, ONNX Runtime fuses
         # Dequantize -> Conv -> Quantize around the grouped convolutions into a QLinearConv,
         # 20x slower here (docs/efficiency.md). No effect on an fp32 model.
