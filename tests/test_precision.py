@@ -71,6 +71,9 @@ def test_int8_model_is_quantised_except_grouped_convs(tiny_int8):
         n for n in model.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)
     ]
     assert grouped_float, "SFIM's grouped convolutions must stay float"
+    assert ops[-1] != "DequantizeLinear" and "Tanh" in ops  # the output tail stays float
+    last_convs = [n.op_type for n in model.graph.node if n.op_type in ("Conv", "QLinearConv")][-2:]
+    assert last_convs == ["Conv", "Conv"]
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["refinefuse_precision"] == "int8" and meta["refinefuse_stride"] == "8"
     assert [p.name for p in tiny_int8.parent.iterdir()] == ["tiny-int8.onnx"]  # no temporary left
@@ -91,7 +94,7 @@ def test_int8_output_is_close_to_fp32(tiny_fp32, tiny_int8, data_dir):
 def test_cached_int8_export_is_built_once(tiny, tmp_path, shared_root, monkeypatch):
     weights = save_checkpoint(tmp_path / "tiny.pt", tiny)
     path = cached_int8_export(tiny, weights, cache=tmp_path / "cache", n_calibration=4, data_root=shared_root)
-    assert path.name.endswith("-int8-c4.onnx") and path.with_name(path.name + ".sha256").is_file()
+    assert path.name.endswith("-c4.onnx") and "-int8-" in path.name and path.with_name(path.name + ".sha256").is_file()
     mtime = path.stat().st_mtime_ns
 
     def no_calibration(*_a, **_k):

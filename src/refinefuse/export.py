@@ -15,6 +15,7 @@ stored in the model's metadata (``refinefuse_stride``).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -46,6 +47,9 @@ DEFAULT_OPSET = 17
 #: int8 calibration: this many evenly spaced ``msrs/train128`` pairs (training data only)
 CALIBRATION_PAIRS = 32
 CALIBRATION_SET = "msrs/train128"
+#: names the int8 recipe (format, ranges, float parts) in cache file names and provenance records,
+#: so that a changed recipe never reuses an old int8 model or its fused images
+INT8_RECIPE = "qop-perchannel-minmax-floatgrouped-floattail2"
 
 
 def _stride(model: nn.Module) -> int:
@@ -171,6 +175,14 @@ def _grouped_convs(model_proto) -> list[str]:
     ]
 
 
+def _float_tail(model_proto, convs: int = 2) -> list[str]:
+    """The nodes from the ``convs``-th last convolution to the output (the output decoder's last
+    two convs, tanh and the output scaling), in the graph's topological order."""
+    nodes = list(model_proto.graph.node)
+    conv_at = [i for i, node in enumerate(nodes) if node.op_type == "Conv"]
+    return [node.name for node in nodes[conv_at[-convs] :]] if len(conv_at) >= convs else []
+
+
 def quantize_int8(
     fp32_path: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -226,6 +238,7 @@ def quantize_int8(
         logging.disable(logging.WARNING)  # the quantiser logs every int64 shape tensor it skips
         try:
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            pre_model = onnx.load(str(pre))
             quantize_static(
                 str(pre),
                 str(tmp),
@@ -235,12 +248,20 @@ def quantize_int8(
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
-                nodes_to_exclude=_grouped_convs(onnx.load(str(pre))),
+                nodes_to_exclude=_grouped_convs(pre_model) + _float_tail(pre_model),
             )
         finally:
             logging.disable(logging.NOTSET)
             pre.unlink(missing_ok=True)
-        _add_metadata(str(tmp), {**meta, "refinefuse_precision": "int8", "refinefuse_calibration": str(len(feeds))})
+        _add_metadata(
+            str(tmp),
+            {
+                **meta,
+                "refinefuse_precision": "int8",
+                "refinefuse_int8_recipe": INT8_RECIPE,
+                "refinefuse_calibration": str(len(feeds)),
+            },
+        )
     return out
 
 
@@ -255,7 +276,8 @@ def cached_int8_export(
     (:func:`cached_export`) under the same key plus ``-int8-c<n>``; built once from
     :func:`calibration_pairs` (which need the data root), then reused without data."""
     fp32 = cached_export(model, weights, cache)
-    path = fp32.with_name(f"{fp32.stem}-int8-c{int(n_calibration)}.onnx")
+    recipe = hashlib.sha256(INT8_RECIPE.encode()).hexdigest()[:8]
+    path = fp32.with_name(f"{fp32.stem}-int8-{recipe}-c{int(n_calibration)}.onnx")
     stamp = path.with_name(path.name + ".sha256")
     if not _matches_stamp(path, stamp):
         quantize_int8(fp32, path, calibration_pairs(n_calibration, data_root))

@@ -118,7 +118,9 @@ def fuse_missing(
         if path is not None and path.is_file():
             record = _weights_record(path)
             if precision != "fp32":  # fp32 records keep their old form
-                record["precision"] = precision
+                from .export import INT8_RECIPE
+
+                record["precision"] = f"int8 ({INT8_RECIPE})" if precision == "int8" else precision
     _check_provenance(folder, record, overwrite)
     todo = [p for p in pairs if overwrite or not (folder / f"{p.name}.png").is_file()]
     if not todo:
