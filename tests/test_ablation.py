@@ -225,6 +225,19 @@ def test_ablate_table9_end_to_end_and_resume(tmp_path, shared_root, data_dir, mo
     assert (out / "runs/l1_cat-seed0/ablation_run.json").is_file()
     assert json.loads((out / "table9.json").read_text())["rows"] == table["rows"]
 
+    # --tables-only over all of Table 9: the finished rows as they are, the others "not run yet", nothing trained
+    def no_training(*_a, **_k):
+        raise AssertionError("--tables-only trained or evaluated something")
+
+    monkeypatch.setattr("refinefuse.training.train", no_training)
+    monkeypatch.setattr("refinefuse.reproduce.reproduce", no_training)
+    assert main([a for a in args if a not in ("--variants", "l1_cat,refinefuse")] + ["--tables-only"]) == 0
+    md = (out / "table9.md").read_text()
+    assert "| II (1 level) | ✓/-/- | not run yet |" in md and "| III (2 levels) | ✓/-/- | not run yet |" in md
+    only = json.loads((out / "table9.json").read_text())
+    assert not only["complete"] and only["rows"] == table["rows"]
+    assert not (out / "runs/l1_sfim-seed0").exists()
+
 
 # ----------------------------------------------------------------------------- features (Fig. 11)
 def test_capture_features_and_reduce():

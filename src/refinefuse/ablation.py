@@ -371,6 +371,15 @@ def _evaluate(
     return {**info, "status": "evaluated"}
 
 
+def _finished_eval(
+    name: str, dataset: str, out: Path, weights: Path | None, max_pairs: int | None
+) -> dict[str, Any] | None:
+    """The stored evaluation of run ``name`` on ``dataset`` when it matches these weights, else None."""
+    marker = _read_json(out / "eval" / name / dataset / EVAL_MARKER)
+    key = {"weights_sha256": file_sha256(weights) if weights else None, "max_pairs": max_pairs, "profile": "paper"}
+    return marker if marker is not None and marker.get("key") == key else None
+
+
 def _measure(
     model: str, weights: Path, out: Path, repeats: int, resume: bool, log: Log, threads: int
 ) -> dict[str, Any]:
@@ -668,6 +677,7 @@ def ablate(
     schedule: str | os.PathLike[str] | None = None,
     data: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    tables_only: bool = False,
     max_pairs: int | None = None,
     seeds: int = 1,
     datasets: Sequence[str] = DEFAULT_DATASETS,
@@ -690,6 +700,8 @@ def ablate(
             run, ``seed`` is the base seed.
         data: training folder (default: the schedule's ``data``, else MSRS ``train128``).
         resume: continue a killed ablate (finished runs, evaluations and timings are reused).
+        tables_only: train and evaluate nothing; write the tables from the finished runs and
+            evaluations in ``out`` (implies ``resume``); unfinished rows say "not run yet".
         max_pairs: evaluate an evenly spaced subset of this many pairs per dataset (default all).
         seeds: train the full model with this many seeds (mean ± std in the tables).
         datasets: evaluation datasets (bundled names; default MSRS test and TNO).
@@ -721,7 +733,17 @@ def ablate(
         cv2.setNumThreads(int(threads))
     try:
         return _ablate_runs(
-            table_list, runs, base, out, schedule_path, datasets, max_pairs, bench_repeats, opts, resume
+            table_list,
+            runs,
+            base,
+            out,
+            schedule_path,
+            datasets,
+            max_pairs,
+            bench_repeats,
+            opts,
+            resume or tables_only,
+            tables_only,
         )
     finally:  # leave the process's thread settings as they were
         torch.set_num_threads(saved_threads[0])
@@ -739,9 +761,11 @@ def _ablate_runs(
     bench_repeats: int,
     opts: dict[str, Any],
     resume: bool,
+    tables_only: bool = False,
 ) -> dict[str, Any]:
     """The work of :func:`ablate` once its options are checked: floor, then each run's training,
-    evaluation and timing, rewriting the tables after each run."""
+    evaluation and timing, rewriting the tables after each run (``tables_only``: only what has
+    finished)."""
     say: Log = opts["log"]
     root = opts["data_root_dir"]
     state: dict[str, Any] = {
@@ -757,17 +781,25 @@ def _ablate_runs(
     }
     result: dict[str, Any] = {"runs": {}, "evals": {}, "size": {}, "schedule": schedule_path}
     for dataset in datasets:  # the pixel-wise floor, once per dataset
+        if tables_only and _finished_eval("floor", dataset, out, None, max_pairs) is None:
+            continue
         info = _evaluate(
             "floor", ["max", "mean"], dataset, out, weights=None, max_pairs=max_pairs, resume=resume, opts=opts
         )
         state["floor"][dataset] = info["means"]
         result["evals"][f"floor/{dataset}"] = info
     for i, run in enumerate(runs, 1):
+        if tables_only:
+            marker = _read_json(out / "runs" / run.name / RUN_MARKER)
+            if marker is None or not Path(marker["weights"]).is_file():
+                continue
         say(f"refinefuse ablate: run {i}/{len(runs)}: {run.name} ({run.variant.description})")
         info = _train_run(run, base, out, resume, say)
         state["runs"][run.name] = result["runs"][run.name] = info
         weights = Path(info["weights"])
         for dataset in datasets:
+            if tables_only and _finished_eval(run.name, dataset, out, weights, max_pairs) is None:
+                continue
             ev = _evaluate(
                 run.name,
                 [run.variant.model],

@@ -617,6 +617,12 @@ def _add_ablate(sub: argparse._SubParsersAction) -> None:
         help="continue: skip finished runs, resume an unfinished one, reuse finished evaluations",
     )
     p.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="train and evaluate nothing: write the tables from the runs and evaluations already finished in "
+        "OUT (unfinished rows say 'not run yet'); timings are measured for finished models if missing",
+    )
+    p.add_argument(
         "--max-pairs", type=int, metavar="N", help="evaluate N evenly spaced pairs per dataset (default all)"
     )
     p.add_argument(
@@ -652,7 +658,8 @@ def _run_ablate(args: argparse.Namespace) -> int:
         args.out,
         schedule=args.schedule,
         data=args.data,
-        resume=args.resume,
+        resume=args.resume or args.tables_only,
+        tables_only=args.tables_only,
         max_pairs=args.max_pairs,
         seeds=args.seeds,
         datasets=names(args.datasets) or [],
