@@ -76,7 +76,7 @@ def speed(sizes: list[tuple[int, int]], repeats: int, warmup: int) -> dict:
     return out
 
 
-def quality(out: Path, max_pairs: int | None) -> dict:
+def quality(out: Path, max_pairs: int | None, reuse: bool = False) -> dict:
     import numpy as np
 
     from refinefuse.io import read_image
@@ -84,6 +84,13 @@ def quality(out: Path, max_pairs: int | None) -> dict:
 
     means: dict[str, dict[str, float]] = {}
     for _, precision, _ in PRECISION_ROWS:
+        stored = out / precision / "msrs" / "table.json"
+        if reuse and stored.is_file():  # a finished reproduce of these very images (delete the folder to redo)
+            table = json.loads(stored.read_text())
+            if table.get("n_pairs") == (max_pairs or table.get("n_total")):
+                means[precision] = {k: float(v) for k, v in table["measured"]["refinefuse"].items()}
+                print(f"{precision}: metrics reused from {stored}", file=sys.stderr)
+                continue
         res = reproduce(
             "msrs",
             out=out / precision,
@@ -126,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="results/precision", help="reproduce folders of --metrics")
     parser.add_argument("--max-pairs", type=int, help="--metrics on N evenly spaced pairs (default all 361)")
     parser.add_argument("--no-speed", action="store_true", help="skip the timing part")
+    parser.add_argument(
+        "--reuse", action="store_true", help="--metrics: reuse DIR/P/msrs/table.json where a finished run left it"
+    )
     parser.add_argument("--json", help="also write the result here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -137,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_speed:
         result["speed"] = speed(_sizes(args.sizes), args.repeats, args.warmup)
     if args.metrics:
-        result["quality"] = quality(Path(args.out), args.max_pairs)
+        result["quality"] = quality(Path(args.out), args.max_pairs, args.reuse)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
