@@ -149,6 +149,12 @@ def test_table_reports_seed_spread(shared_root):
     assert "| Ours (4 levels: 1, 1/2, 1/4, 1/8) (published) | 1.055 |" in md and "6.633 (GPU) |" in md
     assert not data["complete"] and data["rows"][0]["per_seed"] == [{"VIF": 0.5}, {"VIF": 0.7}]
 
+    # three seeds planned, one finished (a partial ablation): the caption does not claim a spread
+    state["seeds"] = [0, 1, 2]
+    del state["runs"]["refinefuse-seed1"], state["evals"][("refinefuse-seed1", "msrs")]
+    md, _ = ablation._render_table(10, state, ["msrs"], shared_root)
+    assert "3 seeds of the full model are planned (0, 1, 2), 1 finished so far" in md and " ± " not in md
+
 
 def test_ablate_table9_end_to_end_and_resume(tmp_path, shared_root, data_dir, monkeypatch):
     monkeypatch.setattr(ablation, "TIME_SIZE", (64, 48))  # the timing step, small (the real one is 640x480)

@@ -600,11 +600,19 @@ def _caption(title: str, state: dict[str, Any], datasets: Sequence[str], pub_not
         f"{state['bench_repeats']} CPU forward passes (PyTorch fp32) at {TIME_SIZE[0]}x{TIME_SIZE[1]} on this "
         "machine; the paper's time (Table 10) is its average on an RTX 4090 GPU.",
     ]
-    if len(seeds) > 1:
+    done = sorted(r["seed"] for r in state["runs"].values() if r.get("variant") == FULL)
+    if len(seeds) > 1 and len(done) > 1:
         lines.append(
-            f"The full model is the mean ± sample standard deviation over {len(seeds)} seeds "
-            f"({', '.join(map(str, seeds))}); the other rows are one run each (seed {seeds[0]}): "
+            f"The full model is the mean ± sample standard deviation over {len(done)} seeds "
+            f"({', '.join(map(str, done))}); the other rows are one run each (seed {seeds[0]}): "
             "a difference smaller than the full model's spread is within seed noise."
+            + (f" ({len(seeds)} seeds planned; the others have not finished.)" if len(done) < len(seeds) else "")
+        )
+    elif len(seeds) > 1:
+        lines.append(
+            f"{len(seeds)} seeds of the full model are planned ({', '.join(map(str, seeds))}), "
+            f"{len(done)} finished so far: every row is one run (seed {seeds[0]}) and the seed noise is not "
+            "measured yet."
         )
     else:
         lines.append(
