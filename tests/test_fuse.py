@@ -322,8 +322,12 @@ def test_output_created_during_run_is_not_replaced(tmp_path, monkeypatch, capsys
     ir, vi = _synthetic_pairs(tmp_path, names=("a", "b"))
     out = tmp_path / "out"
 
-    def racing_fuser(ir_y, vis_y):  # a second run writes b.png while we fuse it
-        if (out / "a.png").exists():
+    calls = []
+
+    def racing_fuser(ir_y, vis_y):  # a second run writes b.png while we fuse it (our second pair)
+        calls.append(1)
+        if len(calls) == 2:
+            out.mkdir(exist_ok=True)
             (out / "b.png").write_bytes(b"theirs")
         return np.maximum(ir_y, vis_y)
 
@@ -334,6 +338,7 @@ def test_output_created_during_run_is_not_replaced(tmp_path, monkeypatch, capsys
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]  # no temporary left
     # with --overwrite the same race replaces it, as asked
     (out / "a.png").unlink()
+    calls.clear()
     assert main(["fuse", "--ir", str(ir), "--vis", str(vi), "--out", str(out), "--quiet", "--overwrite"]) == 0
     assert read_image(out / "b.png").shape == (12, 16, 3)
 
