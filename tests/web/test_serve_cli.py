@@ -34,3 +34,32 @@ def test_settings_reject_nonsense() -> None:
     with pytest.raises(ValueError, match="workers must be at least 1"):
         WebSettings(workers=0)
     assert WebSettings().max_upload_bytes == 32 * 2**20
+
+
+def test_serve_spills_uploads_into_its_own_temporary_folder(monkeypatch) -> None:
+    """While serving, Python's temporary files (Starlette's spilled uploads) go to a folder of
+    the server's own, removed when it stops; binding defaults to localhost."""
+    require_web()
+    import os
+    import tempfile
+
+    import uvicorn
+
+    from refinefuse.web import WebSettings, serve
+
+    seen = {}
+
+    def fake_run(app, host, port, log_level):  # noqa: ANN001
+        seen.update(host=host, port=port, tmp=Path(tempfile.gettempdir()))
+        assert seen["tmp"].name.startswith("refinefuse-serve-") and seen["tmp"].is_dir()
+        with tempfile.SpooledTemporaryFile(max_size=1) as spilled:  # as Starlette does for a large part
+            spilled.write(b"upload bytes")
+            spilled.rollover()
+            where = Path(os.readlink(f"/proc/self/fd/{spilled.fileno()}")) if Path("/proc/self/fd").is_dir() else None
+            assert where is None or where.parent == seen["tmp"]  # an anonymous file in the server's folder
+
+    before = tempfile.gettempdir()
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    serve(WebSettings(preload=False))
+    assert seen["host"] == "127.0.0.1" and seen["port"] == 8000
+    assert not seen["tmp"].exists() and tempfile.gettempdir() == before
