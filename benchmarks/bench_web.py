@@ -29,7 +29,7 @@ def _free_port() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import httpx
+    import httpx2 as httpx
 
     from refinefuse.paths import data_root
     from refinefuse.web.loadtest import fire, rss_mib

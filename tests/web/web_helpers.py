@@ -23,7 +23,7 @@ def require(condition: bool, what: str) -> None:
 
 
 def require_web() -> None:
-    missing = [m for m in ("fastapi", "uvicorn", "multipart", "httpx") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("fastapi", "uvicorn", "multipart", "httpx2") if importlib.util.find_spec(m) is None]
     require(not missing, f"the web extra ({', '.join(missing)}: pip install -e '.[web,test]')")
 
 

@@ -1,7 +1,7 @@
 """A bounded load test of a running server: N concurrent ``POST /api/fuse`` requests.
 
 Used by ``benchmarks/bench_web.py`` (server in its own process, peak memory reported) and
-by the test suite (server in a thread). Needs ``httpx`` (with the ``[web]`` extra's tests).
+by the test suite (server in a thread). Needs ``httpx2`` (the ``test`` extra).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def fire(
     url: str, ir: bytes, vis: bytes, n: int = 20, method: str = "refinefuse", timeout: float = 600.0
 ) -> LoadResult:
     """Send ``n`` ``POST /api/fuse`` requests at once (one thread each) to ``url``; wait for all."""
-    import httpx
+    import httpx2 as httpx
 
     def one(_: int) -> tuple[int, float, str]:
         t0 = time.perf_counter()
