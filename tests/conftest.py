@@ -41,6 +41,15 @@ def golden_dir(shared_root: Path) -> Path:
     return _require(shared_root / "metrics-golden")
 
 
+@pytest.fixture(scope="module")
+def tiny():
+    """A small randomly initialised RefineFuse (channels 8, 8, 16, 16; seed 0), eval mode."""
+    from refinefuse.models import create_model
+
+    torch.manual_seed(0)
+    return create_model("refinefuse", channels=[8, 8, 16, 16]).eval()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
     """Cached ONNX exports go to a temporary folder, not the user's ~/.cache."""

@@ -16,16 +16,9 @@ from refinefuse.errors import InputError  # noqa: E402
 from refinefuse.export import OnnxFuser, compare_onnx, export_onnx, onnx_fuser  # noqa: E402
 from refinefuse.fuse import fuse_arrays, network_fuser  # noqa: E402
 from refinefuse.io import read_image  # noqa: E402
-from refinefuse.models import create_model  # noqa: E402
 from refinefuse.models.inference import fuse_tensor  # noqa: E402
 
 TOL = 1e-4
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    return create_model("refinefuse", channels=[8, 8, 16, 16]).eval()
 
 
 @pytest.fixture(scope="module")

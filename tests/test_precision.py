@@ -23,14 +23,7 @@ from refinefuse.export import (  # noqa: E402
 )
 from refinefuse.io import pair_folders, read_image  # noqa: E402
 from refinefuse.methods import get_fuser, network_fuser  # noqa: E402
-from refinefuse.models import create_model  # noqa: E402
 from refinefuse.models.inference import fuse_tensor  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    return create_model("refinefuse", channels=[8, 8, 16, 16]).eval()
 
 
 @pytest.fixture(scope="module")
