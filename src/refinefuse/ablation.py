@@ -333,8 +333,10 @@ def _evaluate(
     max_pairs: int | None,
     resume: bool,
     opts: dict[str, Any],
-) -> dict[str, Any]:
-    """``reproduce`` one dataset for run ``name`` (or the floor rules); reused when its marker matches."""
+    stored_only: bool = False,
+) -> dict[str, Any] | None:
+    """``reproduce`` one dataset for run ``name`` (or the floor rules); reused when its marker
+    matches. ``stored_only``: never evaluate; None when there is no matching stored evaluation."""
     from .reproduce import reproduce
 
     folder = out / "eval" / name
@@ -343,6 +345,8 @@ def _evaluate(
     marker = _read_json(marker_path)
     if resume and marker is not None and marker.get("key") == key:
         return {**marker, "status": "reused"}
+    if stored_only:
+        return None
     stale = False  # fused images of another checkpoint (a retrained run): redo them
     for method in methods:
         record = _read_json(folder / dataset / method / "fused_with.json")
@@ -369,15 +373,6 @@ def _evaluate(
     }
     _write_json(marker_path, info)
     return {**info, "status": "evaluated"}
-
-
-def _finished_eval(
-    name: str, dataset: str, out: Path, weights: Path | None, max_pairs: int | None
-) -> dict[str, Any] | None:
-    """The stored evaluation of run ``name`` on ``dataset`` when it matches these weights, else None."""
-    marker = _read_json(out / "eval" / name / dataset / EVAL_MARKER)
-    key = {"weights_sha256": file_sha256(weights) if weights else None, "max_pairs": max_pairs, "profile": "paper"}
-    return marker if marker is not None and marker.get("key") == key else None
 
 
 def _measure(
@@ -789,11 +784,19 @@ def _ablate_runs(
     }
     result: dict[str, Any] = {"runs": {}, "evals": {}, "size": {}, "schedule": schedule_path}
     for dataset in datasets:  # the pixel-wise floor, once per dataset
-        if tables_only and _finished_eval("floor", dataset, out, None, max_pairs) is None:
-            continue
         info = _evaluate(
-            "floor", ["max", "mean"], dataset, out, weights=None, max_pairs=max_pairs, resume=resume, opts=opts
+            "floor",
+            ["max", "mean"],
+            dataset,
+            out,
+            weights=None,
+            max_pairs=max_pairs,
+            resume=resume,
+            opts=opts,
+            stored_only=tables_only,
         )
+        if info is None:
+            continue
         state["floor"][dataset] = info["means"]
         result["evals"][f"floor/{dataset}"] = info
     for i, run in enumerate(runs, 1):
@@ -806,8 +809,6 @@ def _ablate_runs(
         state["runs"][run.name] = result["runs"][run.name] = info
         weights = Path(info["weights"])
         for dataset in datasets:
-            if tables_only and _finished_eval(run.name, dataset, out, weights, max_pairs) is None:
-                continue
             ev = _evaluate(
                 run.name,
                 [run.variant.model],
@@ -817,7 +818,10 @@ def _ablate_runs(
                 max_pairs=max_pairs,
                 resume=resume,
                 opts=opts,
+                stored_only=tables_only,
             )
+            if ev is None:
+                continue
             state["evals"][(run.name, dataset)] = result["evals"][f"{run.name}/{dataset}"] = ev
         if run.variant.model not in state["size"]:
             size = _measure(run.variant.model, weights, out, bench_repeats, resume, say, torch.get_num_threads())
