@@ -765,13 +765,9 @@ def _run_serve(args: argparse.Namespace) -> int:
         loopback = args.host == "localhost"
     if not loopback:
         print(f"refinefuse serve: warning: bound to {args.host}: reachable from other machines", file=sys.stderr)
-    from .methods import load_network, resolve_device
-
-    resolve_device(args.device)  # an unknown device, a bad checkpoint: one line before the server starts
-    load_network("refinefuse", args.weights)
     from .web import serve
 
-    serve(settings, host=args.host, port=args.port)
+    serve(settings, host=args.host, port=args.port)  # loads the network first: a bad checkpoint is one line
     return 0
 
 

@@ -17,6 +17,7 @@ nothing is written anywhere else.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -419,13 +420,19 @@ def _version() -> str:
 
 
 def serve(settings: WebSettings | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
-    """Run the app with Uvicorn until interrupted. Starlette's spilled uploads go to a
-    temporary folder of this server, removed when it stops."""
+    """Run the app with Uvicorn until interrupted. With ``settings.preload`` the network is
+    loaded before the server listens, so a bad checkpoint or device is an :class:`InputError`
+    here, not a failed start-up. Starlette's spilled uploads go to a temporary folder of this
+    server, removed when it stops."""
     import uvicorn
 
+    settings = settings or WebSettings()
+    app = create_app(dataclasses.replace(settings, preload=False))
+    if settings.preload:
+        app.state.engine.fuser(DEFAULT_METHOD)
     with tempfile.TemporaryDirectory(prefix="refinefuse-serve-") as tmp:
         saved, tempfile.tempdir = tempfile.tempdir, tmp
         try:
-            uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+            uvicorn.run(app, host=host, port=port, log_level="info")
         finally:
             tempfile.tempdir = saved
