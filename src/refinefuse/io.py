@@ -99,9 +99,12 @@ def decode_image(data: bytes | np.ndarray, name: str, *, max_pixels: int | None 
     header before the pixels are decoded where Pillow can read it, so that a small file
     declaring a huge image is never decompressed.
     """
-    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if isinstance(data, np.ndarray):
+        buf, encoded = data, None
+    else:
+        buf, encoded = np.frombuffer(data, dtype=np.uint8), bytes(data)  # bytes(bytes) is no copy
     if max_pixels is not None and buf.size:
-        size = _header_size(buf.tobytes())
+        size = _header_size(encoded if encoded is not None else buf.tobytes())
         if size is not None and size[0] * size[1] > max_pixels:
             raise ImageTooLargeError(f"{name}: {size[0]}x{size[1]} is over the limit of {max_pixels} pixels")
     img = None

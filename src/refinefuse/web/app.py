@@ -185,8 +185,9 @@ class Engine:
         return out
 
     def check_method(self, method: str) -> str:
-        if method not in self.methods():
-            raise HTTPException(422, f"unknown method '{method}' (choose from {', '.join(self.methods())})")
+        offered = self.methods()
+        if method not in offered:
+            raise HTTPException(422, f"unknown method '{method}' (choose from {', '.join(offered)})")
         return method
 
     def fuser(self, method: str) -> GreyFuser:
