@@ -106,3 +106,28 @@ def published_ablation(
     if not columns or not rows:
         raise InputError(f"{path}: Table {table} has no rows")
     return columns, rows
+
+
+def published_detection(root: str | os.PathLike[str] | None = None) -> dict[str, list[float]]:
+    """The paper's Table 4 (YOLOv5s on M3FD): ``{method: [mAP@0.5 People, Car, Bus, All,
+    mAP@[0.5,0.95] People, Car, Bus, All]}`` in %, method names as in :func:`published_rows`
+    (``"Infrared"``, ``"Visible"``, ..., ``"RefineFuse"``)."""
+    lines, start = _table_lines(4, root)
+    rows: dict[str, list[float]] = {}
+    for line in lines[start + 1 :]:
+        if line.startswith("Table "):
+            break
+        if not line.startswith("|"):
+            if rows:
+                break
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        try:
+            values = [float(c) for c in cells[1:9]]
+        except ValueError:
+            continue  # the two header rows and the rule
+        if len(values) == 8:
+            rows[re.sub(r"\s*\[\d+\]$", "", cells[0]).replace("(Ours)", "").strip()] = values
+    if not rows:
+        raise InputError(f"{paper_path(root)}: Table 4 has no rows")
+    return rows
