@@ -152,9 +152,7 @@ def _source_images(pairs: Sequence[Pair], slot: str, folder: Path) -> None:
             write_image(dst, read_image(pair.ir if slot == "ir" else pair.vis))
 
 
-def method_images(
-    method: str, splits: dict[str, list[Pair]], dataset: Path, cfg: DetectConfig, progress: bool
-) -> None:
+def method_images(method: str, splits: dict[str, list[Pair]], dataset: Path, cfg: DetectConfig, progress: bool) -> None:
     """``dataset/images/<split>/<name>.png`` for every pair: the source itself (``ir``,
     ``vis``) or the pair fused by ``method`` (through :func:`refinefuse.reproduce.fuse_missing`,
     the same code as ``refinefuse fuse``; a folder fused with other weights is refused)."""
@@ -165,7 +163,9 @@ def method_images(
         if method in SOURCE_METHODS:
             _source_images(pairs, method, folder)
         else:
-            fuse_missing(pairs, folder, method, mode="ir-vis", weights=cfg.weights, device=cfg.device, progress=progress)
+            fuse_missing(
+                pairs, folder, method, mode="ir-vis", weights=cfg.weights, device=cfg.device, progress=progress
+            )
 
 
 def _data_yaml(dataset: Path, names: dict[int, str]) -> Path:
@@ -342,7 +342,9 @@ def detection_figure(
 
     ir, vis = read_pair(pair)
     truth = read_yolo_boxes(labels)
-    panels = [("labels (ir + vis boxes)", draw_boxes(vis, np.concatenate([truth[:, :1], xywh_to_xyxy(truth[:, 1:])], 1)))]
+    panels = [
+        ("labels (ir + vis boxes)", draw_boxes(vis, np.concatenate([truth[:, :1], xywh_to_xyxy(truth[:, 1:])], 1)))
+    ]
     for method in methods:
         detector = out_dir / "runs" / f"{method}-seed{cfg.seed}" / "detector.safetensors"
         small = out_dir / "datasets" / method / "images" / "test" / f"{pair.name}.png"

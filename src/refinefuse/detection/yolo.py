@@ -135,7 +135,7 @@ def _yolo_from_yaml(yaml_spec: str, names: dict[int, str] | None) -> Any:
     from ultralytics.nn.tasks import DetectionModel
 
     try:
-        model = YOLO(yaml_spec, task="detect")
+        model: Any = YOLO(yaml_spec, task="detect")
     except (FileNotFoundError, OSError) as exc:
         raise InputError(f"{yaml_spec}: not an Ultralytics model YAML ({exc})") from None
     if names is not None:  # the class count of the study's data (the YAML's nc is COCO's 80)
