@@ -803,6 +803,7 @@ def _add_detect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--max-train", type=int, metavar="N", help="use N evenly spaced training pairs (quick looks)")
     p.add_argument("--max-test", type=int, metavar="N", help="use N evenly spaced test pairs (quick looks)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch threads while training (default: every CPU)")
     p.add_argument("--tables-only", action="store_true", help="train nothing: table and figure from finished runs")
     p.add_argument("--data-root", help="shared data root (default $REFINEFUSE_DATA_ROOT or ../shared)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -821,6 +822,7 @@ def _run_detect(args: argparse.Namespace) -> int:
         device=args.device,
         max_train=args.max_train,
         max_test=args.max_test,
+        threads=args.threads,
     )
     res = detect(
         args.out,

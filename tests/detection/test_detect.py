@@ -130,3 +130,20 @@ def test_missing_extra_is_one_line(monkeypatch, tmp_path: Path, capsys) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ultralytics" else real(name, *a))
     assert main(["detect", "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert "pip install 'refinefuse[detect]'" in capsys.readouterr().err
+
+
+def test_process_state_is_restored(tiny_study: dict) -> None:
+    """Ultralytics sets torch to CPUs - 1 threads and OpenCV to 0; the study puts them back."""
+    import cv2
+
+    from refinefuse.detection.boxes import MSRS_CLASSES
+    from refinefuse.detection.yolo import DetectorSettings, train_detector
+
+    torch.set_num_threads(2)
+    cv2.setNumThreads(3)
+    data = tiny_study["out"] / "datasets" / "ir" / "data.yaml"
+    train_detector(
+        data, tiny_study["out"] / "state", DetectorSettings(epochs=1), dict(enumerate(MSRS_CLASSES)), 0, "cpu"
+    )
+    assert torch.get_num_threads() == 2 and cv2.getNumThreads() == 3
+    assert not torch.are_deterministic_algorithms_enabled()

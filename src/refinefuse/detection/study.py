@@ -79,6 +79,7 @@ class DetectConfig:
     device: str = "auto"
     max_train: int | None = None  #: use only this many training pairs (tests, quick looks)
     max_test: int | None = None
+    threads: int | None = None  #: torch threads while training (default: every CPU); not part of a run's key
 
 
 # ----------------------------------------------------------------------------- data
@@ -197,7 +198,7 @@ def train_and_score(
     names = dict(enumerate(MSRS_CLASSES))
     shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished run starts again
     start = time.perf_counter()
-    model = train_detector(data_yaml, run_dir, cfg.detector, names, seed, device)
+    model = train_detector(data_yaml, run_dir, cfg.detector, names, seed, device, cfg.threads)
     train_s = time.perf_counter() - start
     scores = score_detector(model, data_yaml, cfg.detector.imgsz, names, device)
     save_detector(model, run_dir / "detector.safetensors", base_yaml(cfg.detector.detector))

@@ -18,6 +18,8 @@ import os
 import shutil
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,25 @@ class DetectorSettings:
 
 
 # ----------------------------------------------------------------------------- import
+@contextmanager
+def restored_process_state() -> Iterator[None]:
+    """Put back what Ultralytics changes process-wide: torch's and OpenCV's thread counts
+    (it sets torch to CPUs - 1 and OpenCV to 0), deterministic algorithms and the RNGs."""
+    import cv2
+
+    from ..training.runtime import rng_state, set_rng_state
+
+    threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
+    deterministic, rng = torch.are_deterministic_algorithms_enabled(), rng_state()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(cv2_threads)
+        torch.use_deterministic_algorithms(deterministic)
+        set_rng_state(rng)
+
+
 def _torchvision_without_ops() -> None:
     """Make ``import torchvision`` work when its C++ ops cannot load.
 
@@ -90,15 +111,16 @@ def require_ultralytics() -> Any:
     if importlib.util.find_spec("ultralytics") is None:
         raise InputError(f"detect needs Ultralytics YOLO: {EXTRA_HINT}")
     os.environ.setdefault("YOLO_OFFLINE", "1")  # no update checks, downloads or telemetry
-    try:
-        import torchvision  # noqa: F401
-    except RuntimeError as exc:
-        if "torchvision::" not in str(exc):
-            raise
-        _torchvision_without_ops()
-    import ultralytics
+    with restored_process_state():
+        try:
+            import torchvision  # noqa: F401
+        except RuntimeError as exc:
+            if "torchvision::" not in str(exc):
+                raise
+            _torchvision_without_ops()
+        import ultralytics
 
-    ultralytics.settings.update({"sync": False})
+        ultralytics.settings.update({"sync": False})
     return ultralytics
 
 
@@ -198,14 +220,33 @@ def base_yaml(spec: str) -> str:
 
 
 def train_detector(
-    data_yaml: Path, run_dir: Path, settings: DetectorSettings, names: dict[int, str], seed: int, device: str
+    data_yaml: Path,
+    run_dir: Path,
+    settings: DetectorSettings,
+    names: dict[int, str],
+    seed: int,
+    device: str,
+    threads: int | None = None,
 ) -> Any:
     """Train one detector on ``data_yaml`` (Ultralytics dataset file) into ``run_dir``; returns
     the ``YOLO`` object holding the best epoch by validation fitness (Ultralytics' rule).
-    ``run_dir`` keeps ``results.csv`` and ``args.yaml``; its ``.pt`` pickles are removed."""
+    ``run_dir`` keeps ``results.csv`` and ``args.yaml``; its ``.pt`` pickles are removed.
+    ``threads``: torch threads while training (default: every CPU; Ultralytics would use CPUs - 1)."""
+    from ..io import available_cpus
+
     require_ultralytics()
     model = build_detector(settings.detector, names)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
+    n_threads = threads or available_cpus()
+    # Ultralytics sets the thread count when the trainer picks its device; this runs after that
+    model.add_callback("on_pretrain_routine_start", lambda _trainer: torch.set_num_threads(n_threads))
+    with restored_process_state():
+        _train(model, data_yaml, run_dir, settings, seed, device)
+    shutil.rmtree(run_dir / "weights", ignore_errors=True)
+    return model
+
+
+def _train(model: Any, data_yaml: Path, run_dir: Path, settings: DetectorSettings, seed: int, device: str) -> None:
     model.train(
         data=str(data_yaml),
         epochs=settings.epochs,
@@ -223,8 +264,6 @@ def train_detector(
         plots=False,
         verbose=False,
     )
-    shutil.rmtree(run_dir / "weights", ignore_errors=True)
-    return model
 
 
 def score_detector(model: Any, data_yaml: Path, imgsz: int, names: dict[int, str], device: str) -> dict[str, Any]:
@@ -235,7 +274,7 @@ def score_detector(model: Any, data_yaml: Path, imgsz: int, names: dict[int, str
     """
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="refinefuse-val-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="refinefuse-val-") as tmp, restored_process_state():
         metrics = model.val(
             data=str(data_yaml),
             split="test",
@@ -267,7 +306,8 @@ def predict_boxes(model: Any, rgb: np.ndarray, imgsz: int, device: str, conf: fl
     """Detections on one RGB uint8 image: ``(K, 6)`` rows ``class x0 y0 x1 y1 confidence``,
     corners normalised to [0, 1]."""
     bgr = np.ascontiguousarray(rgb[..., ::-1]) if rgb.ndim == 3 else np.repeat(rgb[..., None], 3, axis=2)
-    result = model.predict(bgr, imgsz=imgsz, conf=conf, device=device, verbose=False)[0]
+    with restored_process_state():
+        result = model.predict(bgr, imgsz=imgsz, conf=conf, device=device, verbose=False)[0]
     b = result.boxes
     if b is None or len(b) == 0:
         return np.zeros((0, 6), np.float32)
