@@ -29,13 +29,12 @@ Choices (docs/detection.md):
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,7 @@ from ..errors import InputError
 from ..io import Pair, pair_folders, read_image, write_image, write_text
 from ..methods import check_method, resolve_device
 from ..paths import dataset_dir
+from ..published import published_detection
 from .boxes import MSRS_CLASSES, merge_boxes, write_yolo_boxes
 from .yolo import DetectorSettings, base_yaml, require_ultralytics
 
@@ -254,13 +254,6 @@ def _cell(value: list[float | None] | None) -> str:
         return "–"
     mean, std = value
     return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
-
-
-def published_rows(root: str | os.PathLike[str] | None) -> dict[str, list[float]]:
-    """The paper's Table 4 (M3FD): method -> 8 values (mAP@0.5 People Car Bus All, then mAP@[0.5,0.95])."""
-    from ..published import published_detection
-
-    return published_detection(root)
 
 
 def render_table(rows: dict[str, dict[str, Any]], published: dict[str, list[float]], caption: str) -> str:
@@ -476,13 +469,13 @@ def _write_outputs(
     rows = aggregate(results)
     done = sum(len(r) for r in results.values())
     try:
-        published = published_rows(root)
+        published = published_detection(root)
     except InputError:
         published = {}
     caption = _caption(cfg, n_pairs, objects, done, planned)
     table = write_text(out_dir / "table.md", render_table(rows, published, caption))
     record = {
-        "config": {**asdict(replace(cfg, detector=cfg.detector)), "methods": list(cfg.methods)},
+        "config": {**asdict(cfg), "methods": list(cfg.methods)},
         "pairs": n_pairs,
         "objects": objects,
         "rows": rows,
@@ -491,11 +484,5 @@ def _write_outputs(
         "runs_finished": done,
         "runs_planned": planned,
     }
-    js = write_text(out_dir / "table.json", json.dumps(record, indent=2, default=_json_default) + "\n")
+    js = write_text(out_dir / "table.json", json.dumps(record, indent=2) + "\n")
     return {"table": table, "json": js, "figure": None, "rows": rows}
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
