@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import InputError
@@ -36,6 +37,26 @@ def _table_lines(table: int, root: str | os.PathLike[str] | None) -> tuple[list[
         raise InputError(f"{path}: Table {table} not found") from None
 
 
+def _table_cells(table: int, root: str | os.PathLike[str] | None) -> Iterator[list[str]]:
+    """The cells of each Markdown row of the paper's Table ``table``, header rows and rules included."""
+    lines, start = _table_lines(table, root)
+    seen = False
+    for line in lines[start + 1 :]:
+        if line.startswith("Table "):
+            break
+        if not line.startswith("|"):
+            if seen:
+                break
+            continue
+        seen = True
+        yield [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _method_name(cell: str) -> str:
+    """``"MST [65]"`` -> ``"MST"``, ``"RefineFuse(Ours)"`` -> ``"RefineFuse"``."""
+    return re.sub(r"\s*\[\d+\]$", "", cell).replace("(Ours)", "").strip()
+
+
 def published_rows(dataset: str, root: str | os.PathLike[str] | None = None) -> dict[str, dict[str, float]]:
     """``{method: {metric: value}}`` of the paper's table for ``dataset`` (empty if it has none).
 
@@ -45,22 +66,13 @@ def published_rows(dataset: str, root: str | os.PathLike[str] | None = None) -> 
     table = PAPER_TABLES.get(dataset)
     if table is None:
         return {}
-    lines, start = _table_lines(table, root)
     header: list[str] | None = None
     rows: dict[str, dict[str, float]] = {}
-    for line in lines[start + 1 :]:
-        if line.startswith("Table "):
-            break
-        if not line.startswith("|"):
-            if header:
-                break
-            continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    for cells in _table_cells(table, root):
         if cells[0] == "Method":
             header = cells[1:]
         elif header and not set(cells[0]) <= set("-"):
-            name = re.sub(r"\s*\[\d+\]$", "", cells[0]).replace("(Ours)", "").strip()
-            rows[name] = {m: float(v) for m, v in zip(header, cells[1:])}
+            rows[_method_name(cells[0])] = {m: float(v) for m, v in zip(header, cells[1:])}
     return rows
 
 
@@ -83,16 +95,10 @@ def published_ablation(
     """
     if table not in ABLATION_TABLES:
         raise InputError(f"no ablation Table {table} in the paper (choose from {', '.join(map(str, ABLATION_TABLES))})")
-    lines, start = _table_lines(table, root)
     path = paper_path(root)
     columns: list[str] | None = None
     rows: dict[str, dict[str, float]] = {}
-    for line in lines[start + 1 :]:
-        if not line.startswith("|"):
-            if columns:
-                break
-            continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    for cells in _table_cells(table, root):
         if columns is None:
             columns = [_TIME_COLUMN if c.startswith("Average time") else c for c in cells[1:] if c]
             continue
@@ -101,7 +107,7 @@ def published_ablation(
         label = next((m.group(1) for c in cells if (m := _ABLATION_ROW.match(c))), None)
         values = [float(c) for c in cells if re.fullmatch(r"\d+(\.\d+)?", c)]
         if label is None or len(values) < len(columns):
-            raise InputError(f"{path}: Table {table}: cannot read row {line!r}")
+            raise InputError(f"{path}: Table {table}: cannot read row {' | '.join(cells)!r}")
         rows["Ours" if label == "RefineFuse" else label] = dict(zip(columns, values))
     if not columns or not rows:
         raise InputError(f"{path}: Table {table} has no rows")
@@ -112,22 +118,14 @@ def published_detection(root: str | os.PathLike[str] | None = None) -> dict[str,
     """The paper's Table 4 (YOLOv5s on M3FD): ``{method: [mAP@0.5 People, Car, Bus, All,
     mAP@[0.5,0.95] People, Car, Bus, All]}`` in %, method names as in :func:`published_rows`
     (``"Infrared"``, ``"Visible"``, ..., ``"RefineFuse"``)."""
-    lines, start = _table_lines(4, root)
     rows: dict[str, list[float]] = {}
-    for line in lines[start + 1 :]:
-        if line.startswith("Table "):
-            break
-        if not line.startswith("|"):
-            if rows:
-                break
-            continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    for cells in _table_cells(4, root):
         try:
             values = [float(c) for c in cells[1:9]]
         except ValueError:
             continue  # the two header rows and the rule
         if len(values) == 8:
-            rows[re.sub(r"\s*\[\d+\]$", "", cells[0]).replace("(Ours)", "").strip()] = values
+            rows[_method_name(cells[0])] = values
     if not rows:
         raise InputError(f"{paper_path(root)}: Table 4 has no rows")
     return rows
