@@ -109,6 +109,7 @@ def test_training_starts_from_given_safetensors(tiny_study: dict, tmp_path: Path
     [
         (["--detector", "yolov8n.pt"], "does not load Ultralytics .pt checkpoints"),
         (["--detector", "model.onnx"], "takes an Ultralytics model YAML"),
+        (["--detector", "no_such_model.yaml"], "no_such_model.yaml: not an Ultralytics model YAML"),
         (["--methods", "ir,nosuch"], "nosuch"),
         (["--imgsz", "100"], "multiple of 32"),
         (["--seeds", "0"], "--seeds must be at least 1"),

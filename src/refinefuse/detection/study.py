@@ -49,7 +49,7 @@ from ..methods import check_method, resolve_device
 from ..paths import dataset_dir
 from ..published import published_detection
 from .boxes import MSRS_CLASSES, merge_boxes, write_yolo_boxes
-from .yolo import DetectorSettings, base_yaml, require_ultralytics
+from .yolo import DetectorSettings, base_yaml, check_detector
 
 #: the single-source "methods": the image itself
 SOURCE_METHODS = ("ir", "vis")
@@ -371,7 +371,7 @@ def _check(cfg: DetectConfig) -> None:
         raise InputError(f"--epochs must be at least 1, got {cfg.detector.epochs}")
     if cfg.detector.imgsz < 32 or cfg.detector.imgsz % 32:
         raise InputError(f"--imgsz must be a multiple of 32 (YOLO's stride), got {cfg.detector.imgsz}")
-    base_yaml(cfg.detector.detector)  # refuses .pt, checks a .safetensors header
+    base_yaml(cfg.detector.detector)  # refuses .pt, checks a .safetensors header (before the extra is needed)
 
 
 def detect(
@@ -394,7 +394,7 @@ def detect(
     _check(cfg)
     if not progress:
         os.environ.setdefault("YOLO_VERBOSE", "False")  # read when Ultralytics is first imported
-    require_ultralytics()
+    check_detector(cfg.detector.detector)
     device = str(resolve_device(cfg.device))
     out_dir = Path(out)
     folders = _msrs_folders(data_root_dir)
@@ -411,7 +411,11 @@ def detect(
         objects[split] = write_labels(
             pairs, folders[f"{which}_boxes_ir"], folders[f"{which}_boxes_vis"], out_dir / "labels" / split
         )
-    say(f"refinefuse detect: {n_pairs} pairs, {objects} objects; {len(cfg.methods)} methods x {cfg.seeds} seeds")
+    say(
+        "refinefuse detect: train / val / test: "
+        + " / ".join(f"{n_pairs[s]} pairs ({objects[s]} objects)" for s in SPLITS)
+        + f"; {len(cfg.methods)} methods x {cfg.seeds} seeds"
+    )
 
     data = {}
     for method in cfg.methods:

@@ -219,6 +219,19 @@ def base_yaml(spec: str) -> str:
     return read_detector_meta(spec)["detector"] if spec.lower().endswith(".safetensors") else spec
 
 
+def check_detector(spec: str) -> None:
+    """:class:`InputError` unless ``spec`` names a usable detector: a model YAML that
+    Ultralytics finds (its bundled ones by name, or a file), or a refinefuse ``.safetensors``."""
+    require_ultralytics()
+    from ultralytics.nn.tasks import yaml_model_load
+
+    yaml_spec = base_yaml(spec)
+    try:
+        yaml_model_load(yaml_spec)  # resolves scaled names: yolov8n.yaml -> yolov8.yaml, scale n
+    except (FileNotFoundError, OSError) as exc:
+        raise InputError(f"{yaml_spec}: not an Ultralytics model YAML ({exc})") from None
+
+
 def train_detector(
     data_yaml: Path,
     run_dir: Path,
