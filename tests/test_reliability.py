@@ -9,6 +9,7 @@ Regenerate the page after a deliberate change of a message::
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -188,6 +189,11 @@ def _corrupt_last(d):
     return ["train", "--data", str(d), "--out", str(d / "run"), "--resume"]
 
 
+def _detector_pickle(d):
+    (d / "yolov8s.pt").write_bytes(pickle.dumps(_Payload()))
+    return ["detect", "--out", str(d / "study"), "--detector", str(d / "yolov8s.pt")]
+
+
 CASES = [
     Case("missing input file", _missing),
     Case("truncated PNG", _truncated),
@@ -209,6 +215,7 @@ CASES = [
     Case("training config that is not valid YAML", _bad_yaml),
     Case("unknown training setting", _unknown_setting),
     Case("corrupt `last.pt` on `--resume`", _corrupt_last),
+    Case("`detect --detector` given a pickled `.pt`", _detector_pickle),
 ]
 
 HEADER = """# What bad input gets
