@@ -44,13 +44,15 @@ from tqdm.auto import tqdm
 
 from ..data.masks import read_yolo_boxes
 from ..errors import InputError
-from ..io import Pair, pair_folders, read_image, write_image, write_text
+from ..io import Pair, evenly_spaced, pair_folders, read_image, write_image, write_text
 from ..methods import check_method, resolve_device
 from ..paths import dataset_dir
 from ..published import published_detection
 from .boxes import MSRS_CLASSES, merge_boxes, write_yolo_boxes
 from .yolo import DetectorSettings, base_yaml, check_detector
 
+#: YOLO class index -> name, the detector's classes
+CLASS_NAMES = dict(enumerate(MSRS_CLASSES))
 #: the single-source "methods": the image itself
 SOURCE_METHODS = ("ir", "vis")
 DEFAULT_METHODS = ("ir", "vis", "max", "mean", "refinefuse")
@@ -101,11 +103,9 @@ def _msrs_folders(root: str | os.PathLike[str] | None) -> dict[str, Path]:
 
 
 def _subset(pairs: list[Pair], n: int | None) -> list[Pair]:
-    if n is None or n >= len(pairs):
-        return pairs
-    if n < VAL_EVERY:
+    if n is not None and n < VAL_EVERY:
         raise InputError(f"use at least {VAL_EVERY} pairs, got {n}")
-    return [pairs[i] for i in np.linspace(0, len(pairs) - 1, n).round().astype(int)]
+    return evenly_spaced(pairs, n)
 
 
 def split_pairs(train: list[Pair], test: list[Pair]) -> dict[str, list[Pair]]:
@@ -195,12 +195,11 @@ def train_and_score(
     """Train the detector of ``method`` with ``seed``, score it on the test split, save it and its result."""
     from .yolo import save_detector, score_detector, train_detector
 
-    names = dict(enumerate(MSRS_CLASSES))
     shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished run starts again
     start = time.perf_counter()
-    model = train_detector(data_yaml, run_dir, cfg.detector, names, seed, device, cfg.threads)
+    model = train_detector(data_yaml, run_dir, cfg.detector, CLASS_NAMES, seed, device, cfg.threads)
     train_s = time.perf_counter() - start
-    scores = score_detector(model, data_yaml, cfg.detector.imgsz, names, device)
+    scores = score_detector(model, data_yaml, cfg.detector.imgsz, CLASS_NAMES, device)
     save_detector(model, run_dir / "detector.safetensors", base_yaml(cfg.detector.detector))
     result = {"key": key, **scores, "train_seconds": round(train_s, 1), "best_epoch": _best_epoch(run_dir)}
     write_text(run_dir / RESULT, json.dumps(result, indent=2) + "\n")
@@ -212,7 +211,7 @@ def _best_epoch(run_dir: Path) -> int | None:
     import csv
 
     try:
-        rows = list(csv.DictReader((run_dir / "results.csv").open()))
+        rows = list(csv.DictReader((run_dir / "results.csv").read_text().splitlines()))
     except OSError:
         return None
     keys = [k for k in rows[0] if "mAP50(B)" in k] if rows else []
@@ -354,7 +353,6 @@ def detection_figure(
         panels.append((f"{method}: {len(found)} found", draw_boxes(full, found)))
     if len(panels) == 1:
         return None
-    panels = [(t, np.repeat(p[..., None], 3, 2) if p.ndim == 2 else p) for t, p in panels]
     return write_image(out, montage(panels, columns=3))
 
 
@@ -399,12 +397,11 @@ def detect(
     out_dir = Path(out)
     folders = _msrs_folders(data_root_dir)
     train = _subset(pair_folders(folders["train_ir"], folders["train_vis"]), cfg.max_train)
-    test = _subset(pair_folders(folders["test_ir"], folders["test_vis"]), cfg.max_test)
+    test_full = _subset(pair_folders(folders["test_ir"], folders["test_vis"]), cfg.max_test)
     size = read_image(train[0].ir).shape[1::-1]
-    test = _resized_sources(test, out_dir / "sources" / "test", size, progress)
+    test = _resized_sources(test_full, out_dir / "sources" / "test", size, progress)
     splits = split_pairs(train, test)
     n_pairs = {s: len(p) for s, p in splits.items()}
-    names = dict(enumerate(MSRS_CLASSES))
     objects = {}
     for split, pairs in splits.items():
         which = "test" if split == "test" else "train"
@@ -424,7 +421,7 @@ def detect(
             method_images(method, splits, dataset, cfg, progress)
         for split in SPLITS:
             shutil.copytree(out_dir / "labels" / split, dataset / "labels" / split, dirs_exist_ok=True)
-        data[method] = _data_yaml(dataset, names)
+        data[method] = _data_yaml(dataset, CLASS_NAMES)
 
     plan = [(method, cfg.seed + k) for k in range(cfg.seeds) for method in cfg.methods]
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in cfg.methods}
@@ -447,8 +444,7 @@ def detect(
         _write_outputs(out_dir, cfg, results, n_pairs, objects, len(plan), data_root_dir)
 
     paths = _write_outputs(out_dir, cfg, results, n_pairs, objects, len(plan), data_root_dir)
-    figure_pair = next((p for p in splits["test"] if p.name == FIGURE_PAIR), splits["test"][0])
-    source = next(p for p in pair_folders(folders["test_ir"], folders["test_vis"]) if p.name == figure_pair.name)
+    source = next((p for p in test_full if p.name == FIGURE_PAIR), test_full[0])
     paths["figure"] = detection_figure(
         out_dir / "detections.jpg",
         source,
