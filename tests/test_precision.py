@@ -56,14 +56,22 @@ def test_calibration_set_is_train128_only(calibration, shared_root):
         calibration_pairs(4, shared_root / "nowhere")
 
 
-def test_int8_model_is_quantised_except_grouped_convs(tiny_int8):
+def test_int8_model_is_quantised_except_the_output_tail(tiny_fp32, tiny_int8):
+    fp32 = onnx.load(str(tiny_fp32))
+    weights = {t.name: list(t.dims) for t in fp32.graph.initializer}
+    grouped = [
+        weights[n.input[1]]
+        for n in fp32.graph.node
+        if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)
+    ]
+    # SFIM's depthwise convs, and no conv with more than one input channel per group: ONNX
+    # Runtime's int8 kernel for those is slower than fp32 (docs/efficiency.md)
+    assert grouped and all(shape[1] == 1 for shape in grouped)
     model = onnx.load(str(tiny_int8))
     ops = [n.op_type for n in model.graph.node]
     assert "QLinearConv" in ops
-    grouped_float = [
-        n for n in model.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)
-    ]
-    assert grouped_float, "SFIM's grouped convolutions must stay float"
+    float_convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert len(float_convs) == 2  # the tail's two convs only: the depthwise convs are int8 too
     assert ops[-1] != "DequantizeLinear" and "Tanh" in ops  # the output tail stays float
     last_convs = [n.op_type for n in model.graph.node if n.op_type in ("Conv", "QLinearConv")][-2:]
     assert last_convs == ["Conv", "Conv"]

@@ -49,7 +49,10 @@ CALIBRATION_PAIRS = 32
 CALIBRATION_SET = "msrs/train128"
 #: names the int8 recipe (format, ranges, float parts) in cache file names and provenance records,
 #: so that a changed recipe never reuses an old int8 model or its fused images
-INT8_RECIPE = "qop-perchannel-minmax-floatgrouped-floattail2"
+INT8_RECIPE = "qop-perchannel-minmax-depthwise-floattail2"
+#: version of the exported graph, part of the fp32 cache key: bumped when the network's forward
+#: changes the graph for the same weights (2: SFIM as two depthwise convs, PSIM's K/V ungrouped)
+EXPORT_GRAPH = 2
 
 
 def _stride(model: nn.Module) -> int:
@@ -138,7 +141,7 @@ def cached_export(
     tag = torch.__version__.split("+")[0]
     path = (
         Path(cache if cache is not None else cache_dir())
-        / f"{Path(weights).stem}-{digest}-opset{opset}-torch{tag}.onnx"
+        / f"{Path(weights).stem}-{digest}-g{EXPORT_GRAPH}-opset{opset}-torch{tag}.onnx"
     )
     stamp = path.with_name(path.name + ".sha256")
     if not _matches_stamp(path, stamp):
@@ -167,14 +170,6 @@ def calibration_pairs(
     return [(luminance(read_image(p.ir)), luminance(read_image(p.vis))) for p in pairs]
 
 
-def _grouped_convs(model_proto) -> list[str]:
-    return [
-        node.name
-        for node in model_proto.graph.node
-        if node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute)
-    ]
-
-
 def _float_tail(model_proto, convs: int = 2) -> list[str]:
     """The nodes from the ``convs``-th last convolution to the output (the output decoder's last
     two convs, tanh and the output scaling), in the graph's topological order."""
@@ -192,9 +187,12 @@ def quantize_int8(
 
     QOperator format (QLinearConv and friends), per-channel signed int8 weights, unsigned int8
     activations with MinMax ranges from ``calibration`` (float32 ``(H, W)`` pairs, padded to the
-    stride). Grouped convolutions (SFIM's fusion, PSIM's key/value) stay float: ONNX Runtime's
-    int8 grouped convolution is about 20x slower than its float one here (docs/efficiency.md),
-    and :class:`OnnxFuser` keeps them float at run time too (``session.disable_quant_qdq``).
+    stride). Every convolution is quantised except the output tail (:func:`_float_tail`:
+    quantising it crushes dark regions, docs/efficiency.md), which :class:`OnnxFuser` keeps float
+    at run time too (``session.disable_quant_qdq``). The network's graph has no grouped
+    convolution with more than one input channel per group (SFIM runs as depthwise convs,
+    PSIM's keys and values as plain ones): ONNX Runtime's int8 kernel for those is slower
+    than fp32 here.
     """
     onnx = _require("onnx")
     _require("onnxruntime")
@@ -248,7 +246,7 @@ def quantize_int8(
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
-                nodes_to_exclude=_grouped_convs(pre_model) + _float_tail(pre_model),
+                nodes_to_exclude=_float_tail(pre_model),
             )
         finally:
             logging.disable(logging.NOTSET)
@@ -333,9 +331,8 @@ class OnnxFuser:
         # ONNX Runtime's CPU arena keeps every block it ever grew: a folder of 1024x768 pairs peaked
         # at 3.8 GiB with it against 1.9 GiB without (benchmarks/bench_folder_memory.py)
         options.enable_cpu_mem_arena = bool(arena)
-        # Keep the float ops of an int8 model float: without this, ONNX Runtime fuses
-        # Dequantize -> Conv -> Quantize around the grouped convolutions into a QLinearConv,
-        # 20x slower here (docs/efficiency.md). No effect on an fp32 model.
+        # Keep the float ops of an int8 model (the output tail) float, as quantised: ONNX Runtime's
+        # QDQ fusions around them gave the same output 7% slower here. No effect on an fp32 model.
         options.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])

@@ -20,6 +20,7 @@ from refinefuse.models.blocks import (
     SuperficialInteraction,
     UpDecoder,
     interleave,
+    split_grouped_conv,
 )
 
 
@@ -76,6 +77,27 @@ def test_sfim_matches_equations_1_2():
         outs.append(F.conv2d(pair, conv.weight[a : a + 1], conv.bias[a : a + 1], padding=1))
     expected = F.leaky_relu(torch.cat(outs, 1), 0.2)
     torch.testing.assert_close(sfim(ir, vis), expected)
+
+
+def test_sfim_is_a_grouped_conv_over_interleaved_channels():
+    # Eq. 2 as the paper states it (interleave, grouped conv); the module computes it as two
+    # depthwise convs, which must give the same numbers
+    c = 6
+    sfim = SuperficialInteraction(c)
+    ir, vis = torch.randn(2, c, 11, 9), torch.randn(2, c, 11, 9)
+    att = sfim.attention(torch.cat((ir, vis), 1))
+    expected = sfim.fuse(interleave(ir + ir * att[:, :1], vis + vis * att[:, 1:]))
+    torch.testing.assert_close(sfim(ir, vis), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_split_grouped_conv_matches_the_grouped_conv():
+    conv = torch.nn.Conv2d(8, 6, 3, padding=1, groups=2)
+    x = torch.randn(2, 8, 7, 5)
+    halves = split_grouped_conv(conv, x)
+    for got, want in zip(halves, conv(x).chunk(2, dim=1), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="groups=2"):
+        split_grouped_conv(torch.nn.Conv2d(8, 6, 3, groups=1), x)
 
 
 def test_sfim_group_splicing_keeps_channels_separate():

@@ -7,6 +7,8 @@ Only ``nn.Conv2d`` layers carry weights, so ``thop`` counts exactly the convolut
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,6 +24,7 @@ __all__ = [
     "UpDecoder",
     "OutputDecoder",
     "interleave",
+    "split_grouped_conv",
     "resize_to",
 ]
 
@@ -73,6 +76,28 @@ def interleave(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.stack((a, b), dim=2).reshape(n, 2 * c, h, w)
 
 
+def split_grouped_conv(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 2-group ``conv`` applied to ``x`` as two plain convs: ``conv(x).chunk(2, dim=1)``.
+
+    The same numbers; ONNX Runtime's int8 kernels are fast for plain convs and slow for
+    grouped ones (docs/efficiency.md), so the exported graph has no grouped conv.
+    """
+    if conv.groups != 2:
+        raise ValueError(f"expected a conv with groups=2, got groups={conv.groups}")
+    cin, cout = conv.in_channels // 2, conv.out_channels // 2
+    ir_half, vis_half = (
+        F.conv2d(
+            x[:, i * cin : (i + 1) * cin],
+            conv.weight[i * cout : (i + 1) * cout],
+            None if conv.bias is None else conv.bias[i * cout : (i + 1) * cout],
+            conv.stride,
+            conv.padding,
+        )
+        for i in range(2)
+    )
+    return ir_half, vis_half
+
+
 class SpatialAttention(nn.Module):
     """Max- and average-pool across channels, 3x3 conv, sigmoid: ``(N,C,H,W) -> (N,maps,H,W)`` in (0, 1)."""
 
@@ -118,7 +143,15 @@ class SuperficialInteraction(nn.Module):
         att = self.attention(torch.cat((ir, vis), dim=1))
         ir = torch.addcmul(ir, ir, att[:, 0:1])  # f + f * A, one allocation
         vis = torch.addcmul(vis, vis, att[:, 1:2])
-        return self.fuse(interleave(ir, vis))
+        # ``self.fuse(interleave(ir, vis))`` computed as two depthwise convs and a sum: the same
+        # numbers (the grouped conv's weight (C, 2, 3, 3) split into its ir and vis halves), no
+        # interleaved copy, and a graph whose int8 export ONNX Runtime runs fast (its kernel for
+        # two-channel groups is slower in int8 than in fp32; docs/efficiency.md)
+        conv, act = cast(nn.Conv2d, self.fuse[0]), self.fuse[1]
+        c, pad = conv.out_channels, cast(tuple[int, int], conv.padding)
+        fused = F.conv2d(ir, conv.weight[:, 0:1], conv.bias, padding=pad, groups=c)
+        fused = fused + F.conv2d(vis, conv.weight[:, 1:2], None, padding=pad, groups=c)
+        return act(fused)
 
 
 class ProfoundInteraction(nn.Module):
@@ -164,8 +197,8 @@ class ProfoundInteraction(nn.Module):
             small = F.avg_pool2d(both, self.pool, self.pool, ceil_mode=True, count_include_pad=False)
         n, _, h, w = small.shape
         q = self._tokens(self.query(small))
-        k_ir, k_vis = self.key(small).chunk(2, dim=1)
-        v_ir, v_vis = self.value(small).chunk(2, dim=1)
+        k_ir, k_vis = split_grouped_conv(self.key, small)
+        v_ir, v_vis = split_grouped_conv(self.value, small)
         # one SDPA call for both modalities: stack them on the batch axis
         k = self._tokens(torch.cat((k_ir, k_vis), dim=0))
         v = self._tokens(torch.cat((v_ir, v_vis), dim=0))
