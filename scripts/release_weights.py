@@ -21,6 +21,7 @@ import argparse
 import csv
 import os
 import platform
+import re
 from pathlib import Path
 
 import torch
@@ -45,6 +46,8 @@ def portable_command(command: str) -> str:
     words = command.split(" ")
     if words and (words[0].endswith("__main__.py") or words[0].endswith("/refinefuse")):
         words[0] = "refinefuse"
+    # a packaged config read from another checkout (e.g. a code copy a long run used) -> the repo path
+    words = [re.sub(r"^\S*/(src/refinefuse/configs/[\w.-]+\.yaml)$", r"\1", w) for w in words]
     command = " ".join(words)
     command = command.replace(str(data_root().resolve()), "../shared")
     return command.replace(str(Path.home()), "~")
