@@ -591,7 +591,7 @@ def _caption(title: str, state: dict[str, Any], datasets: Sequence[str], pub_not
         "Best measured value per column **bold**, second <u>underlined</u> (ranked over the measured variant rows "
         "only; pixel-rule and published rows are not ranked). FA (flat-region artefact, lower is better) is not in "
         "the paper.",
-        f"Params and MACs: conv/linear layers at {MAC_SIZE}x{MAC_SIZE} (thop). Time: median of "
+        f"Params and MACs: conv/linear layers at {MAC_SIZE}x{MAC_SIZE} (PyTorch's FlopCounterMode). Time: median of "
         f"{state['bench_repeats']} CPU forward passes (PyTorch fp32) at {TIME_SIZE[0]}x{TIME_SIZE[1]} on this "
         "machine; the paper's time (Table 10) is its average on an RTX 4090 GPU.",
     ]

@@ -2,7 +2,7 @@
 
 For each method :func:`run_benchmark` reports
 
-- parameters and conv/linear MACs at square sizes (network only; thop, see
+- parameters and conv/linear MACs at square sizes (network only; PyTorch's FlopCounterMode, see
   :mod:`refinefuse.models.complexity`; baselines have none: ``None``, shown as ``-``);
 - **forward**: median wall time per pair of the grey fusion alone on luminance inputs
   (network: :func:`~refinefuse.models.inference.fuse_tensor` on a ``(batch, 1, H, W)``

@@ -112,7 +112,7 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "info",
         help="model size: parameters and conv MACs",
-        description="Print a model's parameter count and conv/linear MACs (thop) at square input sizes.",
+        description="Print a model's parameter count and conv/linear MACs (PyTorch's FlopCounterMode) at square input sizes.",
     )
     p.add_argument("--model", default="refinefuse", help="registered model name (default: refinefuse)")
     p.add_argument(
@@ -338,7 +338,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
         help="efficiency benchmark (Table 11): parameters, MACs and runtimes of RefineFuse and the baselines",
-        description="Parameters, conv MACs (thop) and median runtimes per pair, for the network forward alone and "
+        description="Parameters, conv MACs and median runtimes per pair, for the network forward alone and "
         "for the whole fusion of a file pair (read, colour conversion, fusion, write; model loaded once), on the "
         "bundled MSRS pair resized to each size. Prints a Markdown table; --out also writes JSON (+ .md beside it).",
     )

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from refinefuse.cli import main
@@ -162,25 +163,40 @@ def test_paper_size_fidelity():
     macs = count_macs(model, 256, 256)
     assert abs(params / 2.21e6 - 1) < 0.15, params
     assert abs(macs / 12.73e9 - 1) < 0.15, macs
-    # count_macs works on a copy: no thop buffers or hooks left behind
+    # count_macs leaves the model as it was: training mode, no buffers or hooks added
+    assert model.training
     assert not any("total_ops" in n or "total_params" in n for n, _ in model.named_buffers())
     assert all(not m._forward_hooks for m in model.modules())
     assert count_params(model) == params
 
 
-def test_count_macs_is_conv_macs():
+def test_count_macs_is_conv_macs(monkeypatch):
     model = RefineFuse(**TINY)
     expected = 0
+    conv2d = F.conv2d
+
+    def counting_conv2d(x, weight, *args, **kwargs):  # every conv, as a module or functional (SFIM, PSIM)
+        nonlocal expected
+        out = conv2d(x, weight, *args, **kwargs)
+        expected += out.numel() * weight.shape[1] * weight.shape[2] * weight.shape[3]
+        return out
+
+    monkeypatch.setattr(F, "conv2d", counting_conv2d)
+    with torch.no_grad():
+        model(torch.zeros(1, 1, 128, 64), torch.zeros(1, 1, 128, 64))
+    monkeypatch.setattr(F, "conv2d", conv2d)
+    module_only = 0  # what module hooks see: SFIM's fusion and PSIM's K/V run as functional convs
 
     def hook(m, i, o):
-        nonlocal expected
-        expected += o.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+        nonlocal module_only
+        module_only += o.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
     with torch.no_grad():
         model(torch.zeros(1, 1, 128, 64), torch.zeros(1, 1, 128, 64))
     for h in handles:
         h.remove()
+    assert 0 < module_only < expected
     assert count_macs(model, 128, 64) == expected
     # MACs scale with the pixel count (sizes chosen so that PSIM's pooled maps scale exactly too),
     # except FIM's channel-attention 1x1 convs, which act on the 1x1 global average

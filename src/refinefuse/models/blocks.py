@@ -2,7 +2,7 @@
 
 All blocks take and return ``(N, C, H, W)`` float tensors. Fusion blocks take the two
 modalities' features ``(ir, vis)`` of equal shape and return one fused feature map.
-Only ``nn.Conv2d`` layers carry weights, so ``thop`` counts exactly the convolution MACs.
+Only ``nn.Conv2d`` layers carry weights; :func:`refinefuse.models.complexity.count_macs` counts every convolution, module or functional.
 """
 
 from __future__ import annotations
