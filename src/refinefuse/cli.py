@@ -112,7 +112,8 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "info",
         help="model size: parameters and conv MACs",
-        description="Print a model's parameter count and conv/linear MACs (PyTorch's FlopCounterMode) at square input sizes.",
+        description="Print a model's parameter count and conv/linear MACs (PyTorch's FlopCounterMode) "
+        "at square input sizes.",
     )
     p.add_argument("--model", default="refinefuse", help="registered model name (default: refinefuse)")
     p.add_argument(

@@ -2,7 +2,8 @@
 
 All blocks take and return ``(N, C, H, W)`` float tensors. Fusion blocks take the two
 modalities' features ``(ir, vis)`` of equal shape and return one fused feature map.
-Only ``nn.Conv2d`` layers carry weights; :func:`refinefuse.models.complexity.count_macs` counts every convolution, module or functional.
+Only ``nn.Conv2d`` layers carry weights; :func:`refinefuse.models.complexity.count_macs`
+counts every convolution, called as a module or functionally.
 """
 
 from __future__ import annotations
