@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from refinefuse.fuse import fuse_paths
+from refinefuse.errors import InputError
 from refinefuse.io import pair_folders, read_image, write_image
 from refinefuse.metrics import PAPER_METRICS, as_grey, evaluate_folders, markdown_table
 from refinefuse.metrics.functional import flat_region_artefact
 from refinefuse.paths import dataset_dir
+from refinefuse.reproduce import fuse_missing
 
 
 def add_sensor_noise(img: np.ndarray, photons: float, read_noise: float, rng: np.random.Generator) -> np.ndarray:
@@ -66,10 +67,16 @@ def main(argv: list[str] | None = None) -> int:
             write_image(vis_path, noisy)
 
     folders = {}
+    noisy_pairs = pair_folders(ir_dir, vis_dir)
     for method in args.methods.split(","):
         folders[method] = args.out / method
         weights = args.weights if method == "refinefuse" else None
-        fuse_paths(ir_dir, vis_dir, folders[method], method=method, weights=weights, skip_existing=True, progress=False)
+        # images already there are reused only if made with the same checkpoint (fused_with.json)
+        try:
+            fuse_missing(noisy_pairs, folders[method], method, mode="ir-vis", weights=weights, progress=False)
+        except InputError as exc:
+            print(exc, file=sys.stderr)
+            return 2
     results = evaluate_folders(folders, ir_dir, vis_dir, metrics=(*PAPER_METRICS, "FA"), progress=False)
     means = results.means()
     for method, folder in folders.items():  # AE: FA's added energy over the whole image (noisy regions are not flat)

@@ -20,10 +20,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from refinefuse.fuse import fuse_paths
+from refinefuse.errors import InputError
 from refinefuse.io import pair_folders, read_image, write_image
 from refinefuse.metrics import PAPER_METRICS, evaluate_folders, markdown_table
 from refinefuse.paths import dataset_dir
+from refinefuse.reproduce import fuse_missing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,14 +52,18 @@ def main(argv: list[str] | None = None) -> int:
                     size = (round(img.shape[1] * scale), round(img.shape[0] * scale))
                     write_image(dst, img if scale == 1 else cv2.resize(img, size, interpolation=cv2.INTER_LINEAR))
         methods = {}
-        for label, weights in zip(labels, args.weights):
-            methods[label] = folder / label
-            fuse_paths(
-                folder / "ir", folder / "vi", methods[label], weights=weights, skip_existing=True, progress=False
-            )
-        for rule in ("max", "mean"):
-            methods[rule] = folder / rule
-            fuse_paths(folder / "ir", folder / "vi", methods[rule], method=rule, skip_existing=True, progress=False)
+        scaled = pair_folders(folder / "ir", folder / "vi")
+        # images already there are reused only if made with the same checkpoint (fused_with.json)
+        try:
+            for label, weights in zip(labels, args.weights):
+                methods[label] = folder / label
+                fuse_missing(scaled, methods[label], "refinefuse", mode="ir-vis", weights=weights, progress=False)
+            for rule in ("max", "mean"):
+                methods[rule] = folder / rule
+                fuse_missing(scaled, methods[rule], rule, mode="ir-vis", progress=False)
+        except InputError as exc:
+            print(exc, file=sys.stderr)
+            return 2
         res = evaluate_folders(methods, folder / "ir", folder / "vi", metrics=(*PAPER_METRICS, "FA"), progress=False)
         tables.append(
             f"train128 pairs x{scale:g} ({len(pick)} pairs)\n\n"
