@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import load_script
 
 from refinefuse.data import PairedFusionDataset
 from refinefuse.errors import InputError
 from refinefuse.io import read_image
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "mix_training_sets.py"
-
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("mix_training_sets", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/mix_training_sets.py")
 
 
 def test_mixed_folder_trains_with_each_sets_masks(script, shared_root, tmp_path):

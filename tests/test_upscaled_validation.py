@@ -3,24 +3,19 @@ in its output folder are reused only when they were made with the same checkpoin
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script
 
 from refinefuse.checkpoint import save_checkpoint
 from refinefuse.models import create_model
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "upscaled_validation.py"
-
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("upscaled_validation", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/upscaled_validation.py")
 
 
 def _tiny_checkpoint(path: Path, seed: int) -> Path:
