@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
@@ -14,18 +12,6 @@ import torch
 from refinefuse.paths import data_root
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_script(relative: str) -> ModuleType:
-    """Import a file of ``scripts/`` or ``benchmarks/`` (not a package) as a module."""
-    path = REPO / relative
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _require(path: Path) -> Path:

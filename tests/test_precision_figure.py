@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import load_script
+from script_loader import load_script
 
 
 @pytest.fixture(scope="module")

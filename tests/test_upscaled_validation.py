@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import load_script
+from script_loader import load_script
 
 from refinefuse.checkpoint import save_checkpoint
 from refinefuse.models import create_model
