@@ -172,3 +172,29 @@ def test_flat_texture_loss_matches_the_fa_measure_and_trains_flat():
     total.backward()
     assert "flat" in terms and terms["flat"].item() > 0.5 and fused.grad.abs().sum() > 0
     assert "flat" not in FusionLoss()(t(waves), t(sky), t(sky))[1]  # the paper's loss by default
+
+
+def test_scd_loss_is_two_minus_the_scd_metric_and_raises_scd():
+    """``scd_loss`` equals ``2 - scd`` of the metrics module per image; a step on it raises SCD."""
+    import numpy as np
+
+    from refinefuse.losses import FusionLoss, scd_loss
+    from refinefuse.metrics.functional import scd
+
+    rng = np.random.default_rng(1)
+    ir = rng.uniform(0, 1, (2, 1, 32, 40)).astype(np.float32)
+    vis = rng.uniform(0, 1, (2, 1, 32, 40)).astype(np.float32)
+    fused = np.maximum(ir, vis)
+    expected = np.mean([2 - scd(fused[n, 0] * 255, ir[n, 0] * 255, vis[n, 0] * 255) for n in range(2)])
+    t = torch.from_numpy
+    assert scd_loss(t(fused), t(ir), t(vis)).item() == pytest.approx(expected, abs=1e-5)
+    # flat inputs give a finite loss, not NaN
+    flat = torch.full((1, 1, 16, 16), 0.5)
+    assert torch.isfinite(scd_loss(flat, flat, flat))
+
+    f = t(fused).clone().requires_grad_(True)
+    total, terms = FusionLoss(scd_weight=1.0)(f, t(ir), t(vis))
+    assert "scd" in terms and "scd" not in FusionLoss()(f, t(ir), t(vis))[1]
+    terms["scd"].backward()
+    stepped = (f - 0.05 * f.grad / f.grad.abs().max()).detach()
+    assert scd_loss(stepped, t(ir), t(vis)).item() < terms["scd"].item()

@@ -19,7 +19,9 @@ texture term. Borders: the Gaussian filter reflects, the Sobel filter replicates
 
 Not in the paper: ``flat_weight > 0`` adds :func:`flat_texture_loss`, a penalty on
 gradient energy that the fused image adds where both sources are flat (the differentiable
-form of the FA artefact measure, ``refinefuse.metrics.functional.flat_region_artefact``).
+form of the FA artefact measure, ``refinefuse.metrics.functional.flat_region_artefact``);
+``scd_weight > 0`` adds :func:`scd_loss`, ``2 - SCD`` per image (the SCD metric, Aslantas &
+Bendes 2015, made a loss: it asks the fused image to carry each source's difference image).
 
 The loss is computed in float32 even under mixed precision.
 """
@@ -42,6 +44,7 @@ __all__ = [
     "texture_loss",
     "gradient_energy",
     "flat_texture_loss",
+    "scd_loss",
     "fusion_loss",
     "FusionLoss",
 ]
@@ -120,6 +123,18 @@ def flat_texture_loss(fused: Tensor, ir: Tensor, vis: Tensor, flat: float = 2 / 
     return added.sum() / denom.clamp_min(1e-12)
 
 
+def _pearson(x: Tensor, y: Tensor, eps: float = 1e-8) -> Tensor:
+    """Pearson correlation of each sample's pixels, ``(N,)``; near 0 (not NaN) for a flat input."""
+    x = x.flatten(1) - x.flatten(1).mean(dim=1, keepdim=True)
+    y = y.flatten(1) - y.flatten(1).mean(dim=1, keepdim=True)
+    return (x * y).sum(dim=1) / torch.sqrt((x * x).sum(dim=1) * (y * y).sum(dim=1) + eps)
+
+
+def scd_loss(fused: Tensor, ir: Tensor, vis: Tensor) -> Tensor:
+    """``mean_n(2 - SCD_n)``, ``SCD = corr(F - V, I) + corr(F - I, V)`` per image (0 at best, 4 at worst)."""
+    return (2.0 - _pearson(fused - vis, ir) - _pearson(fused - ir, vis)).mean()
+
+
 def fusion_loss(
     fused: Tensor,
     ir: Tensor,
@@ -131,9 +146,10 @@ def fusion_loss(
     kernel_size: int = 9,
     sigma: float = 1.5,
     flat_weight: float = 0.0,
+    scd_weight: float = 0.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Total loss and its terms ``{"int", "tex"}`` (scalars; ``tex`` is 0 for setting C),
-    plus ``"flat"`` when ``flat_weight > 0``."""
+    plus ``"flat"`` when ``flat_weight > 0`` and ``"scd"`` when ``scd_weight > 0``."""
     if setting not in SETTINGS:
         raise ValueError(f"unknown loss setting {setting!r}; choose one of {SETTINGS}")
     if not fused.shape == ir.shape == vis.shape:
@@ -147,10 +163,14 @@ def fusion_loss(
         mask = ir_mask(ir, vis, None if salient is None else salient.float(), kernel_size, sigma)
         l_int = intensity_loss(fused, ir, vis, mask)
     l_tex = fused.new_zeros(()) if setting == "C" else texture_loss(fused, ir, vis)
+    total, terms = l_int + lam * l_tex, {"int": l_int, "tex": l_tex}
     if flat_weight > 0:
-        l_flat = flat_texture_loss(fused, ir, vis)
-        return l_int + lam * l_tex + flat_weight * l_flat, {"int": l_int, "tex": l_tex, "flat": l_flat}
-    return l_int + lam * l_tex, {"int": l_int, "tex": l_tex}
+        terms["flat"] = flat_texture_loss(fused, ir, vis)
+        total = total + flat_weight * terms["flat"]
+    if scd_weight > 0:
+        terms["scd"] = scd_loss(fused, ir, vis)
+        total = total + scd_weight * terms["scd"]
+    return total, terms
 
 
 class FusionLoss(nn.Module):
@@ -161,6 +181,7 @@ class FusionLoss(nn.Module):
         lam: weight of the texture term (paper: 5).
         kernel_size, sigma: Gaussian window of the contrast mask (9, 1.5).
         flat_weight: weight of :func:`flat_texture_loss` (0: the paper's loss).
+        scd_weight: weight of :func:`scd_loss` (0: the paper's loss).
     """
 
     def __init__(
@@ -170,12 +191,13 @@ class FusionLoss(nn.Module):
         kernel_size: int = 9,
         sigma: float = 1.5,
         flat_weight: float = 0.0,
+        scd_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if setting not in SETTINGS:
             raise ValueError(f"unknown loss setting {setting!r}; choose one of {SETTINGS}")
         self.setting, self.lam, self.kernel_size, self.sigma = setting, float(lam), kernel_size, sigma
-        self.flat_weight = float(flat_weight)
+        self.flat_weight, self.scd_weight = float(flat_weight), float(scd_weight)
 
     def forward(
         self, fused: Tensor, ir: Tensor, vis: Tensor, salient: Tensor | None = None
@@ -190,10 +212,11 @@ class FusionLoss(nn.Module):
             kernel_size=self.kernel_size,
             sigma=self.sigma,
             flat_weight=self.flat_weight,
+            scd_weight=self.scd_weight,
         )
 
     def extra_repr(self) -> str:
         return (
             f"setting={self.setting!r}, lam={self.lam}, kernel_size={self.kernel_size}, sigma={self.sigma}, "
-            f"flat_weight={self.flat_weight}"
+            f"flat_weight={self.flat_weight}, scd_weight={self.scd_weight}"
         )
