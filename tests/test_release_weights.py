@@ -85,3 +85,13 @@ def test_chain_from_an_earlier_release_counts_its_stages(data_dir, tmp_path):
     assert "| epochs | 3 in 2 stage(s): 2 + 1" in card
     assert card.count("### Stage 1: 2 epochs") == 1 and "### Stage 2: 1 epochs" in card
     assert "| 2 | " in card.split("### Stage 2")[0]  # stage 1's per-epoch table, quoted from the earlier card
+
+
+def test_schedule_names_every_loss_term_beyond_the_papers():
+    from script_loader import load_script
+
+    release = load_script("scripts/release_weights.py")
+    cfg = {"crop": 96, "loss": "full", "optimizer": "adam", "lr": 1e-4, "batch_size": 8, "min_lr": 1e-5}
+    assert "2 - SCD" not in release._schedule(cfg) and "flat-region" not in release._schedule(cfg)
+    text = release._schedule({**cfg, "flat_weight": 2.0, "scd_weight": 0.1})
+    assert "flat-region texture penalty, weight 2.0" in text and "2 - SCD term, weight 0.1" in text
