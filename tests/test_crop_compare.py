@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-
 from script_loader import load_script
 
 crop_compare = load_script("scripts/crop_compare.py")
@@ -30,7 +29,10 @@ def test_cli_writes_a_figure_and_refuses_bad_input_in_one_line(tmp_path, capsys)
     assert cv2.imread(str(out)).shape[:2] == (16, 37)
     assert crop_compare.main([str(tmp_path / "a.png"), "--box", "25,0,10,10", "--out", str(out)]) == 2
     assert "outside" in capsys.readouterr().err
-    assert crop_compare.main([str(tmp_path / "a.png"), str(tmp_path / "small.png"), "--box", "0,0,5,5", "--out", str(out)]) == 2
+    assert (
+        crop_compare.main([str(tmp_path / "a.png"), str(tmp_path / "small.png"), "--box", "0,0,5,5", "--out", str(out)])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert "small.png" in err and "differs" in err and "\n" not in err
     assert crop_compare.main([str(tmp_path / "missing.png"), "--box", "0,0,5,5", "--out", str(out)]) == 2
