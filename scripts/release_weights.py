@@ -179,7 +179,7 @@ def main() -> None:
         f"| epochs | {release['epochs']} in {len(stage_epochs)} stage(s): {' + '.join(map(str, stage_epochs))} (checkpoint `{args.checkpoint}` of the last) |",
         f"| wall time | {wall_h:.2f} h of training (sum of the epochs in the stages' `log.csv`) |",
         f"| device | {release['device']}; torch {torch.__version__} |",
-        f"| final loss | train {release['train_loss']:.4f}, validation {release['val_loss']:.4f} (epoch {last['epoch']} of the last stage; paper loss when that stage uses it) |",
+        f"| final loss | train {release['train_loss']:.4f}, validation {release['val_loss']:.4f} (epoch {last['epoch']} of the last stage; that stage's whole loss, with any terms beyond the paper's listed under its schedule) |",
         "",
         "## Stages",
         "",
