@@ -52,6 +52,7 @@ from .run_folder import (
     RunLog,
     atomic_copy,
     checked_weights,
+    extra_loss_terms,
     keep_recent,
     load_init,
     prepare_out,
@@ -379,7 +380,7 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[np.ndarray, int]:
 
     cfg, rt = run.cfg, run.rt
     run.net.train()
-    sums, seen = torch.zeros(3, dtype=torch.float64), 0
+    sums, seen = torch.zeros(len(LOSS_TERMS), dtype=torch.float64), 0
     bar = tqdm(
         run.loader,
         desc=f"epoch {epoch + 1}/{cfg.epochs}",
@@ -402,12 +403,22 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[np.ndarray, int]:
         totals = torch.cat([sums, torch.tensor([float(seen)], dtype=torch.float64)]).to(rt.device)
         dist.all_reduce(totals)
         totals = totals.cpu()
-        return totals[:3].numpy(), int(totals[3])  # sums and samples over all processes
+        return totals[:-1].numpy(), int(totals[-1])  # sums and samples over all processes
     return sums.numpy(), seen
 
 
+LOSS_TERMS = ("loss", "int", "tex", "flat", "scd")
+"""What ``log.csv`` records of the loss: the total and each term (0 for a term the loss leaves out)."""
+
+
+def _term_values(loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``(len(LOSS_TERMS),)`` float64: the total loss and each term of ``terms``, 0 where absent."""
+    zero = loss.new_zeros(())
+    return torch.stack([loss.detach()] + [terms.get(k, zero).detach() for k in LOSS_TERMS[1:]]).double()
+
+
 def _step(run: _Run, batch: dict[str, Any], epoch: int, step: int) -> tuple[torch.Tensor, int]:
-    """One optimiser step; returns the ``[loss, int, tex]`` values and the batch size."""
+    """One optimiser step; returns the :data:`LOSS_TERMS` values and the batch size."""
     rt = run.rt
     ir, vis, mask = (
         batch[k].to(rt.device, non_blocking=True).contiguous(memory_format=run.memory_format)
@@ -416,7 +427,7 @@ def _step(run: _Run, batch: dict[str, Any], epoch: int, step: int) -> tuple[torc
     with torch.autocast(rt.device.type, dtype=run.amp_dtype, enabled=run.use_amp):
         fused = run.net(ir, vis)
     loss, terms = run.criterion(fused, ir, vis, mask)
-    values = torch.stack([loss.detach(), terms["int"].detach(), terms["tex"].detach()]).double().cpu()
+    values = _term_values(loss, terms).cpu()
     bad = torch.tensor([0.0 if bool(torch.isfinite(values).all()) else 1.0], device=rt.device)
     if rt.distributed:
         dist.all_reduce(bad)  # all processes stop together
@@ -460,12 +471,14 @@ def _finish_epoch(run: _Run, epoch: int, train_terms: np.ndarray, timing: dict[s
         "train_loss": float(train_terms[0]),
         "train_int": float(train_terms[1]),
         "train_tex": float(train_terms[2]),
+        **{f"train_{k}": float(train_terms[i]) for i, k in enumerate(LOSS_TERMS) if k in extra_loss_terms(cfg)},
         "pairs_per_s": timing["pairs_per_s"],
         "epoch_s": timing["epoch_s"],
         "time": date,
     }
     if val_terms is not None:
         row.update(val_loss=float(val_terms[0]), val_int=float(val_terms[1]), val_tex=float(val_terms[2]))
+        row.update({f"val_{k}": float(val_terms[i]) for i, k in enumerate(LOSS_TERMS) if k in extra_loss_terms(cfg)})
         row.update({f"val_{k}": v for k, v in metrics.items()})
     assert run.log is not None
     run.log.log(row, grid)
@@ -521,19 +534,19 @@ def validate(
     rt: Runtime,
     cfg: TrainConfig,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """Mean ``[loss, int, tex]`` over the validation pairs, an ``ir | vis | fused`` uint8 grid,
+    """Mean :data:`LOSS_TERMS` over the validation pairs, an ``ir | vis | fused`` uint8 grid,
     and the mean of ``cfg.val_metrics``."""
     from ..metrics import evaluate
 
     model.eval()
-    sums, count, rows = np.zeros(3), 0, []
+    sums, count, rows = np.zeros(len(LOSS_TERMS)), 0, []
     per_pair: list[dict[str, float]] = []
     score = bool(cfg.val_metrics)
     for batch in loader:
         ir, vis, mask = (batch[k].to(rt.device) for k in ("ir", "vis", "mask"))
         fused = model(ir, vis).float().clamp(0, 1)
         loss, terms = criterion(fused, ir, vis, mask)
-        sums += np.array([loss.item(), terms["int"].item(), terms["tex"].item()]) * ir.shape[0]
+        sums += _term_values(loss, terms).cpu().numpy() * ir.shape[0]
         count += ir.shape[0]
         for a, b, f in zip(ir.cpu().numpy()[:, 0], vis.cpu().numpy()[:, 0], fused.cpu().numpy()[:, 0]):
             a8, b8, f8 = to_uint8(a), to_uint8(b), to_uint8(f)

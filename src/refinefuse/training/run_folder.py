@@ -122,12 +122,19 @@ def load_init(model: nn.Module, path: str, model_name: str) -> None:
         raise InputError(f"{init}: weights do not fit model {model_name!r} ({str(exc).splitlines()[0]})") from None
 
 
+def extra_loss_terms(cfg: TrainConfig) -> tuple[str, ...]:
+    """The loss terms beyond the paper's that ``cfg`` switches on (``log.csv`` columns ``train_<term>``)."""
+    return tuple(k for k, w in (("flat", cfg.flat_weight), ("scd", cfg.scd_weight)) if w > 0)
+
+
 class RunLog:
     """``log.csv`` (one row per epoch) + TensorBoard, on the main process only."""
 
     def __init__(self, out: Path, cfg: TrainConfig, start_epoch: int) -> None:
         self.path = out / "log.csv"
-        self.columns = ["epoch", "lr", "train_loss", "train_int", "train_tex", "val_loss", "val_int", "val_tex"]
+        extra = extra_loss_terms(cfg)
+        self.columns = ["epoch", "lr", "train_loss", "train_int", "train_tex", *[f"train_{k}" for k in extra]]
+        self.columns += ["val_loss", "val_int", "val_tex", *[f"val_{k}" for k in extra]]
         self.columns += [f"val_{m}" for m in cfg.val_metrics] + ["pairs_per_s", "epoch_s", "time"]
         rows = []
         if start_epoch > 0 and self.path.is_file():  # drop rows of epochs the checkpoint does not cover
