@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from refinefuse.errors import InputError
-from refinefuse.io import read_image
+from refinefuse.io import read_image, write_image
 
 
 def parse_box(text: str) -> tuple[int, int, int, int]:
@@ -72,17 +72,11 @@ def main(argv: list[str] | None = None) -> int:
             if box[0] + box[2] > im.shape[1] or box[1] + box[3] > im.shape[0]:
                 raise InputError(f"{path}: --box {args.box} lies outside its {im.shape[1]}x{im.shape[0]} pixels")
         figure = crop_compare(images, box, args.scale, args.gap)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_image(args.out, figure, quality=85)
     except InputError as exc:
         print(f"crop_compare: {exc}", file=sys.stderr)
         return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    bgr = figure[..., ::-1] if figure.ndim == 3 else figure
-    params = [cv2.IMWRITE_JPEG_QUALITY, 85] if args.out.suffix.lower() in (".jpg", ".jpeg") else []
-    tmp = args.out.with_name(args.out.name + ".tmp" + args.out.suffix)
-    if not cv2.imwrite(str(tmp), np.ascontiguousarray(bgr), params):
-        print(f"crop_compare: {args.out}: could not write", file=sys.stderr)
-        return 2
-    tmp.replace(args.out)
     print(f"wrote {args.out} ({figure.shape[1]}x{figure.shape[0]})")
     return 0
 

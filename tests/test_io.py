@@ -242,3 +242,14 @@ def test_encode_image_round_trips_colour():
     rgb = np.zeros((8, 9, 3), np.uint8)
     rgb[..., 0] = 200  # red
     assert np.array_equal(decode_image(encode_image(rgb), "x"), rgb)
+
+
+def test_write_jpeg_quality(tmp_path):
+    """``quality`` sets the JPEG quality (smaller file, larger error at 30); PNG ignores it."""
+    rng = np.random.default_rng(0)
+    img = (rng.random((64, 64)) * 255).astype(np.uint8)
+    low, high = write_image(tmp_path / "low.jpg", img, quality=30), write_image(tmp_path / "high.jpg", img, quality=95)
+    assert low.stat().st_size < high.stat().st_size
+    err = lambda p: np.abs(read_image(p).astype(int) - img).mean()  # noqa: E731
+    assert err(low) > err(high)
+    assert (read_image(write_image(tmp_path / "a.png", img, quality=30)) == img).all()

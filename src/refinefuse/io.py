@@ -153,10 +153,12 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-def encode_image(img: np.ndarray, ext: str = ".png") -> bytes:
-    """Encode a :func:`read_image`-style array (uint8 grey or RGB) as ``ext`` (e.g. ``.png``) bytes."""
+def encode_image(img: np.ndarray, ext: str = ".png", *, quality: int | None = None) -> bytes:
+    """Encode a :func:`read_image`-style array (uint8 grey or RGB) as ``ext`` (e.g. ``.png``) bytes;
+    ``quality`` (0-100) sets the JPEG quality (None: OpenCV's default, 95)."""
     out = cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if img.ndim == 3 else img
-    ok, buf = cv2.imencode(ext, out)
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if quality is not None and ext in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(ext, out, params)
     if not ok:
         raise InputError(f"could not encode image as {ext}")
     return bytes(buf.tobytes())
@@ -237,8 +239,11 @@ def remove_stale_temps(folder: str | os.PathLike[str], *, min_age_s: float = 60.
     return removed
 
 
-def write_image(path: str | os.PathLike[str], img: np.ndarray, *, overwrite: bool = True) -> Path:
-    """Write uint8 ``(H, W)`` grey or ``(H, W, 3)`` RGB atomically (temp file + rename).
+def write_image(
+    path: str | os.PathLike[str], img: np.ndarray, *, overwrite: bool = True, quality: int | None = None
+) -> Path:
+    """Write uint8 ``(H, W)`` grey or ``(H, W, 3)`` RGB atomically (temp file + rename);
+    ``quality``: JPEG quality for a ``.jpg`` path (see :func:`encode_image`).
 
     ``overwrite=False``: an existing ``path`` (even one created while encoding) is never
     replaced; :class:`InputError` "output exists" is raised instead."""
@@ -249,7 +254,7 @@ def write_image(path: str | os.PathLike[str], img: np.ndarray, *, overwrite: boo
     if ext not in IMAGE_EXTENSIONS:
         raise InputError(f"{path}: unsupported output extension '{path.suffix}'")
     try:
-        data = encode_image(img, ext)
+        data = encode_image(img, ext, quality=quality)
     except InputError:
         raise InputError(f"{path}: could not encode image") from None
     with atomic_path(path, overwrite=overwrite) as tmp:
