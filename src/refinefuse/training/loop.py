@@ -52,9 +52,9 @@ from .run_folder import (
     RunLog,
     atomic_copy,
     checked_weights,
-    extra_loss_terms,
     keep_recent,
     load_init,
+    logged_loss_terms,
     prepare_out,
     read_resume_checkpoint,
 )
@@ -465,20 +465,17 @@ def _finish_epoch(run: _Run, epoch: int, train_terms: np.ndarray, timing: dict[s
     if improved or not (out / BEST).exists():
         atomic_copy(out / LAST, out / BEST)
     keep_recent(out, epoch + 1, cfg.keep_last)
+    logged = logged_loss_terms(cfg)
     row: dict[str, Any] = {
         "epoch": epoch + 1,
         "lr": timing["lr"],
-        "train_loss": float(train_terms[0]),
-        "train_int": float(train_terms[1]),
-        "train_tex": float(train_terms[2]),
-        **{f"train_{k}": float(train_terms[i]) for i, k in enumerate(LOSS_TERMS) if k in extra_loss_terms(cfg)},
+        **{f"train_{k}": float(v) for k, v in zip(LOSS_TERMS, train_terms) if k in logged},
         "pairs_per_s": timing["pairs_per_s"],
         "epoch_s": timing["epoch_s"],
         "time": date,
     }
     if val_terms is not None:
-        row.update(val_loss=float(val_terms[0]), val_int=float(val_terms[1]), val_tex=float(val_terms[2]))
-        row.update({f"val_{k}": float(val_terms[i]) for i, k in enumerate(LOSS_TERMS) if k in extra_loss_terms(cfg)})
+        row.update({f"val_{k}": float(v) for k, v in zip(LOSS_TERMS, val_terms) if k in logged})
         row.update({f"val_{k}": v for k, v in metrics.items()})
     assert run.log is not None
     run.log.log(row, grid)

@@ -122,9 +122,11 @@ def load_init(model: nn.Module, path: str, model_name: str) -> None:
         raise InputError(f"{init}: weights do not fit model {model_name!r} ({str(exc).splitlines()[0]})") from None
 
 
-def extra_loss_terms(cfg: TrainConfig) -> tuple[str, ...]:
-    """The loss terms beyond the paper's that ``cfg`` switches on (``log.csv`` columns ``train_<term>``)."""
-    return tuple(k for k, w in (("flat", cfg.flat_weight), ("scd", cfg.scd_weight)) if w > 0)
+def logged_loss_terms(cfg: TrainConfig) -> tuple[str, ...]:
+    """The loss values ``log.csv`` records as ``train_<term>`` / ``val_<term>``: the total, the
+    paper's two terms, and each term beyond the paper's that ``cfg`` switches on."""
+    extra = tuple(k for k, w in (("flat", cfg.flat_weight), ("scd", cfg.scd_weight)) if w > 0)
+    return ("loss", "int", "tex", *extra)
 
 
 class RunLog:
@@ -132,9 +134,8 @@ class RunLog:
 
     def __init__(self, out: Path, cfg: TrainConfig, start_epoch: int) -> None:
         self.path = out / "log.csv"
-        extra = extra_loss_terms(cfg)
-        self.columns = ["epoch", "lr", "train_loss", "train_int", "train_tex", *[f"train_{k}" for k in extra]]
-        self.columns += ["val_loss", "val_int", "val_tex", *[f"val_{k}" for k in extra]]
+        terms = logged_loss_terms(cfg)
+        self.columns = ["epoch", "lr", *[f"train_{k}" for k in terms], *[f"val_{k}" for k in terms]]
         self.columns += [f"val_{m}" for m in cfg.val_metrics] + ["pairs_per_s", "epoch_s", "time"]
         rows = []
         if start_epoch > 0 and self.path.is_file():  # drop rows of epochs the checkpoint does not cover
