@@ -3,6 +3,7 @@ in its output folder are reused only when they were made with the same checkpoin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -28,10 +29,14 @@ def test_same_label_other_checkpoint_is_refused(script, shared_root, tmp_path, m
     monkeypatch.setenv("REFINEFUSE_CACHE", str(tmp_path / "cache"))
     a, b = _tiny_checkpoint(tmp_path / "a.pt", 0), _tiny_checkpoint(tmp_path / "b.pt", 1)
     out = tmp_path / "val"
-    args = ["--labels", "candidate", "--pairs", "2", "--scale", "2", "--out", str(out)]
+    args = ["--labels", "candidate", "--pairs", "2", "--scale", "2", "1.5", "--out", str(out)]
     assert script.main(["--weights", str(a), *args]) == 0
-    assert len(list((out / "x1" / "candidate").glob("*.png"))) == 2
-    assert len(list((out / "x2" / "candidate").glob("*.png"))) == 2
+    for scale in ("x1", "x2", "x1.5"):
+        assert len(list((out / scale / "candidate").glob("*.png"))) == 2
+    means = json.loads((out / "means.json").read_text())
+    assert sorted(means) == ["x1", "x1.5", "x2"]
+    assert set(means["x2"]) == {"candidate", "max", "mean"} and "FA" in means["x2"]["candidate"]
+    assert means["x2"]["candidate"]["VIF"] != means["x1"]["candidate"]["VIF"]
     capsys.readouterr()
     assert script.main(["--weights", str(a), *args]) == 0  # same checkpoint: reused, same table
     assert script.main(["--weights", str(b), *args]) == 2  # another checkpoint under the same label
