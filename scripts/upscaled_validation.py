@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         means[f"x{scale:g}"] = res.means()
         tables.append(
             f"train128 pairs x{scale:g} ({len(pick)} pairs)\n\n"
-            + markdown_table(res.means(), res.metrics, counts=res.counts())
+            + markdown_table(means[f"x{scale:g}"], res.metrics, counts=res.counts())
         )
     text = "\n\n".join(tables)
     print(text)

@@ -49,6 +49,7 @@ from ..models import create_model
 from .run_folder import (
     BEST,
     LAST,
+    LOSS_TERMS,
     RunLog,
     atomic_copy,
     checked_weights,
@@ -405,10 +406,6 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[np.ndarray, int]:
         totals = totals.cpu()
         return totals[:-1].numpy(), int(totals[-1])  # sums and samples over all processes
     return sums.numpy(), seen
-
-
-LOSS_TERMS = ("loss", "int", "tex", "flat", "scd")
-"""What ``log.csv`` records of the loss: the total and each term (0 for a term the loss leaves out)."""
 
 
 def _term_values(loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> torch.Tensor:
