@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         except InputError as exc:
             print(exc, file=sys.stderr)
             return 2
-    results = evaluate_folders(folders, ir_dir, vis_dir, metrics=(*PAPER_METRICS, "FA"), progress=False)
+    results = evaluate_folders(folders, ir_dir, vis_dir, metrics=(*PAPER_METRICS, "FA", "HA"), progress=False)
     means = results.means()
     for method, folder in folders.items():  # AE: FA's added energy over the whole image (noisy regions are not flat)
         scores = [
@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         f"at full scale + Gaussian read noise {args.read_noise:g} grey levels, seed {args.seed}.\n\n"
         + markdown_table(means, (*results.metrics, "AE"), counts=results.counts())
         + "\nAE: gradient energy added anywhere, `flat_region_artefact(..., flat=inf)` (lower is better; the "
-        "noisy visible image is nowhere flat, so FA alone misses spots made from its noise).\n"
+        "noisy visible image is nowhere flat, so FA alone misses spots made from its noise). HA: halo artefact, grey "
+        "levels by which the fused image leaves both sources' local range near edges (docs/metrics.md).\n"
     )
     (args.out / "table.md").write_text(table)
     print(table)

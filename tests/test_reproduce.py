@@ -67,7 +67,8 @@ def msrs_run(shared_root, tmp_path_factory, tiny_ckpt):
 def test_msrs_table_layout(msrs_run):
     out, res = msrs_run
     table = (out / "msrs" / "table.md").read_text()
-    assert _header(table) == [*PAPER_METRICS, "FA"] == ["VIF", "AG", "SCD", "Qabf", "SF", "EN", "SSIM", "FA"]
+    assert _header(table) == [*PAPER_METRICS, "FA", "HA"]
+    assert PAPER_METRICS == ("VIF", "AG", "SCD", "Qabf", "SF", "EN", "SSIM")
     names = _row_names(table)
     assert names[:3] == ["refinefuse", "max", "mean"]  # mean added although not asked for
     published = [n for n in names if n.endswith("(published)")]
@@ -81,6 +82,7 @@ def test_msrs_table_layout(msrs_run):
     # how many images each mean is over (all finite here, so the table shows no counts for max)
     assert {m: data["n_finite"]["max"][m] for m in PAPER_METRICS} == {m: 3 for m in PAPER_METRICS}
     assert data["measured"]["max"]["FA"] is None or data["measured"]["max"]["FA"] < 0.05  # max adds no texture
+    assert data["measured"]["max"]["HA"] == 0.0  # a per-pixel rule never leaves the sources' range
     rows = [line.split(",") for line in (out / "msrs" / "per_image.csv").read_text().splitlines()[1:]]
     vif_max = [float(r[2]) for r in rows if r[0] == "max"]
     assert len(vif_max) == 3
@@ -138,7 +140,7 @@ def test_medical_cli_in_process(shared_root, tmp_path, capsys):
     ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert _header(printed) == [*PAPER_METRICS, "FA"]
+    assert _header(printed) == [*PAPER_METRICS, "FA", "HA"]
     assert "2 of 42 pairs" in printed and "RefineFuse (published)" in printed
     fused = read_image(tmp_path / "mri_pet" / "max" / "11.png")
     assert fused.shape == (256, 256, 3)  # colour from the PET image (medical mode)
@@ -275,7 +277,7 @@ def test_folder_pair_end_to_end(tno_folders, tmp_path, capsys):
     ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert _header(printed) == [*PAPER_METRICS, "FA"]
+    assert _header(printed) == [*PAPER_METRICS, "FA", "HA"]
     assert _row_names(printed) == ["max", "mean"] and "**mine**: 2 of 3 pairs" in printed
     run = out / "mine"
     assert (run / "table.md").read_text() == printed

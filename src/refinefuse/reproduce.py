@@ -280,7 +280,9 @@ def caption(spec: DatasetSpec, n_pairs: int, n_total: int, profile: str, notes: 
         "Rows marked (published) are the paper's numbers, not measured here. "
         "Best value of each column **bold**, second <u>underlined</u>, ranked over all rows "
         "(measured and published). FA (flat-region artefact, not in the paper; lower is better, "
-        "0 = no texture added where both sources are flat; docs/metrics.md) has no published values.",
+        "0 = no texture added where both sources are flat) and HA (halo artefact, not in the paper; lower is better, "
+        "grey levels by which the fused image leaves both sources' local range near edges, 0 for any per-pixel "
+        "blend such as max or mean; docs/metrics.md) have no published values.",
     ]
     lines += [f"Note: {n}" for n in notes]
     return "\n\n".join(lines) + "\n"
@@ -371,7 +373,7 @@ def reproduce(
             _stage(pairs, folders, Path(tmp)),
             ir_dir,
             vis_dir,
-            metrics=(*get_profile(profile).default, "FA"),
+            metrics=(*get_profile(profile).default, "FA", "HA"),
             profile=profile,
             workers=workers,
             skip_missing=True,

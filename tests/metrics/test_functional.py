@@ -315,6 +315,66 @@ def test_flat_region_artefact_is_in_every_profile_and_lower_is_better():
         assert evaluate(img, img, img, metrics="FA", profile=name) == {"FA": 0.0}
 
 
+# ----------------------------------------------------------------------------- HA (halos)
+def _disc_scene(size: int = 96, radius: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A hot disc on a grey-100 background (infrared), a vertical step 60 | 100 (visible), the distance map."""
+    y, x = np.mgrid[0:size, 0:size]
+    dist = np.hypot(y - size / 2, x - size / 2)
+    ir = np.where(dist <= radius, 250.0, 100.0)
+    vis = np.where(x < size // 4, 60.0, 100.0)
+    return ir, vis, dist
+
+
+def test_halo_artefact_is_zero_for_per_pixel_blends_and_small_shifts():
+    from refinefuse.metrics.functional import halo_artefact
+
+    ir, vis, _ = _disc_scene()
+    for fused in (np.maximum(ir, vis), (ir + vis) / 2, 0.3 * ir + 0.7 * vis, np.minimum(ir, vis), ir):
+        assert halo_artefact(fused, ir, vis) == 0.0
+    assert halo_artefact(np.roll(np.maximum(ir, vis), (2, -2), axis=(0, 1)), ir, vis) == 0.0
+    flat = np.full((40, 50), 90.0)
+    assert np.isnan(halo_artefact(flat, flat, flat + 30))  # no edge in either source
+
+
+def test_halo_artefact_measures_a_dark_ring_in_grey_levels():
+    """A ring 30 grey levels darker than both sources' background, 3 pixels wide, right outside the disc."""
+    from refinefuse.metrics.functional import halo_artefact
+
+    ir, vis, dist = _disc_scene()
+    fused = np.maximum(ir, vis)
+    ring = (dist > 13) & (dist <= 16)  # beyond the 5x5 window's reach of the disc's own values
+    dark = np.where(ring, fused - 30, fused)
+    light = np.where(ring, fused + 30, fused)
+    score = halo_artefact(dark, ir, vis)
+    assert score > 1.0
+    assert halo_artefact(light, ir, vis) == pytest.approx(score)  # a light halo counts the same
+    assert halo_artefact(np.where(ring, fused - 10, fused), ir, vis) == pytest.approx(score / 3)
+    # the ring's pixels that leave [lo, hi] by 30, averaged over the edge band: an exact fraction of 30
+    assert 0 < score < 30
+
+
+def test_halo_artefact_grows_with_unsharp_masking_overshoot():
+    import cv2
+
+    from refinefuse.metrics.functional import halo_artefact
+
+    ir, vis, _ = _disc_scene()
+    fused = np.maximum(ir, vis)
+    blur = cv2.GaussianBlur(fused, (0, 0), 2.0)
+    scores = [halo_artefact(fused + k * (fused - blur), ir, vis) for k in (0.0, 0.5, 1.5)]
+    assert scores[0] == 0.0 < scores[1] < scores[2]
+
+
+def test_halo_artefact_is_in_every_profile_and_lower_is_better():
+    from refinefuse.metrics import PROFILES, evaluate
+    from refinefuse.metrics.profiles import LOWER_IS_BETTER
+
+    ir, vis, _ = _disc_scene(32, 5)
+    assert "HA" in LOWER_IS_BETTER
+    for name in PROFILES:
+        assert evaluate(ir, ir, vis, metrics="HA", profile=name) == {"HA": 0.0}
+
+
 def test_markdown_table_single_method_marks_nothing():
     """With one row there is nothing to rank: no cell is bold or underlined."""
     md = markdown_table({"only": {"VIF": 0.5, "MSE": 3.0}}, ["VIF", "MSE"])

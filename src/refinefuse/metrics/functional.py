@@ -42,6 +42,7 @@ __all__ = [
     "structural_similarity",
     "gradient_energy",
     "flat_region_artefact",
+    "halo_artefact",
 ]
 
 _CONVENTIONS = ("cddfuse", "tang")
@@ -557,16 +558,22 @@ def ssim(fused: np.ndarray, a: np.ndarray, b: np.ndarray, data_range: float = 2.
 # source has any (the wavy, grainy skies of an under-trained network, docs/metrics.md).
 
 
+def _sobel_per_pixel(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sobel derivatives ``(gx, gy)`` divided by 8 (grey levels per pixel), reflected borders."""
+    gx = cv2.Sobel(img, cv2.CV_64F, 1, 0, ksize=3, scale=1 / 8, borderType=cv2.BORDER_REFLECT_101)
+    gy = cv2.Sobel(img, cv2.CV_64F, 0, 1, ksize=3, scale=1 / 8, borderType=cv2.BORDER_REFLECT_101)
+    return gx, gy
+
+
 def gradient_energy(img: np.ndarray, sigma: float = 2.0) -> np.ndarray:
     """Local gradient energy ``G_sigma * |grad img|^2`` of a float 0-255 ``(H, W)`` image.
 
     ``|grad|^2 = gx^2 + gy^2`` with the Sobel derivatives divided by 8 (grey levels per
     pixel), reflected borders; ``G_sigma`` a normalised Gaussian window. Returns float64 ``(H, W)``.
     """
-    img = _as_float(img)
-    gx = cv2.Sobel(img, cv2.CV_64F, 1, 0, ksize=3, scale=1 / 8, borderType=cv2.BORDER_REFLECT_101)
-    gy = cv2.Sobel(img, cv2.CV_64F, 0, 1, ksize=3, scale=1 / 8, borderType=cv2.BORDER_REFLECT_101)
-    return cv2.GaussianBlur(gx * gx + gy * gy, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+    gx, gy = _sobel_per_pixel(_as_float(img))
+    energy: np.ndarray = cv2.GaussianBlur(gx * gx + gy * gy, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+    return energy
 
 
 def flat_region_artefact(
@@ -593,3 +600,34 @@ def flat_region_artefact(
     e_f = gradient_energy(f, sigma)[region]
     e_s = e_s[region]
     return float(np.maximum(e_f - e_s, 0.0).sum() / np.maximum(e_s, floor * floor).sum())
+
+
+def halo_artefact(
+    fused: np.ndarray, a: np.ndarray, b: np.ndarray, radius: int = 2, edge: float = 8.0, band: int = 4
+) -> float:
+    """HA: how far, in grey levels, the fused image leaves both sources' local range near edges.
+
+    The local range at a pixel is ``[lo, hi]``: the minimum of ``min(A, B)`` and the maximum
+    of ``max(A, B)`` over the ``(2 radius + 1)``-square window around it. A dark ring around
+    a bright object falls below ``lo``, a light halo along a dark roof rises above ``hi``
+    (issue 13, section 3). The edge band ``E`` holds the pixels within ``band`` pixels (a
+    disc) of a source edge, where either source's Sobel gradient is at least ``edge`` grey
+    levels per pixel, and::
+
+        HA = mean_E max(0, lo - F, F - hi)
+
+    0 for every per-pixel blend of the sources (``max``, ``mean``, any weighted average) and
+    for a fused image shifted by up to ``radius`` pixels against them; lower is better.
+    NaN when neither source has an edge.
+    """
+    f, a, b = _as_floats(fused, a, b)
+    window = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * radius + 1, 2 * radius + 1))
+    lo = cv2.erode(np.minimum(a, b), window, borderType=cv2.BORDER_REFLECT_101)
+    hi = cv2.dilate(np.maximum(a, b), window, borderType=cv2.BORDER_REFLECT_101)
+    edges = (np.maximum(np.hypot(*_sobel_per_pixel(a)), np.hypot(*_sobel_per_pixel(b))) >= edge).astype(np.uint8)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+    region = cv2.dilate(edges, disc).astype(bool)
+    if not region.any():
+        return math.nan
+    outside = np.maximum(np.maximum(lo - f, f - hi), 0.0)
+    return float(outside[region].mean())

@@ -32,9 +32,12 @@ CDDFUSE_METRICS: tuple[str, ...] = ("EN", "SD", "SF", "AG", "MI", "MSE", "CC", "
 #: Every metric of Tang's MATLAB code that this package implements, in its order.
 TANG_METRICS: tuple[str, ...] = ("EN", "MI", "PSNR", "MSE", "SF", "SD", "VIF", "AG", "CC", "SCD", "Qabf", "Nabf")
 #: Metrics where a smaller value is better (all others: larger is better).
-LOWER_IS_BETTER: set[str] = {"MSE", "Nabf", "FA", "AE"}
+LOWER_IS_BETTER: set[str] = {"MSE", "Nabf", "FA", "HA", "AE"}
 #: Measures of this package outside the papers' metric sets, available in every profile.
-EXTRA_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], float]] = {"FA": F.flat_region_artefact}
+EXTRA_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], float]] = {
+    "FA": F.flat_region_artefact,
+    "HA": F.halo_artefact,
+}
 
 
 def _fused_only(fn: Callable[..., float], fused: np.ndarray, a: np.ndarray, b: np.ndarray, **kwargs: Any) -> float:
@@ -61,7 +64,7 @@ class Profile:
 
     def resolve(self, names: str | Sequence[str] | None) -> tuple[str, ...]:
         """Metric names in canonical spelling; ``None`` -> ``default``; ``"all"`` -> every
-        metric of the reference (extras such as ``FA`` only by name).
+        metric of the reference (extras such as ``FA`` and ``HA`` only by name).
 
         Names are matched case-insensitively (``vif``, ``QABF``); an unknown name raises
         :class:`InputError` listing the available ones.
@@ -70,7 +73,7 @@ class Profile:
             return self.default
         if isinstance(names, str):
             names = [n.strip() for n in names.split(",") if n.strip()]
-        if [n.lower() for n in names] == ["all"]:  # the reference's metrics; extras (FA) by name only
+        if [n.lower() for n in names] == ["all"]:  # the reference's metrics; extras (FA, HA) by name only
             return tuple(k for k in self.metrics if k not in EXTRA_METRICS)
         lookup = {k.lower(): k for k in self.metrics}
         out = []
