@@ -72,11 +72,19 @@ def lineage(checkpoint: Path) -> list[dict]:
     return stages
 
 
+def _data(cfg: dict, pairs: object, note: str | None = None) -> str:
+    """A stage's training data: its folder as a reader can find it, the number of pairs and the masks."""
+    folder = portable_command(str(Path(str(cfg.get("data", "?"))).expanduser()))
+    masks = {"masks": "masks from the folder's `masks/`", "infer": "MSRS boxes_ir -> salient masks"}.get(
+        str(cfg.get("mask", "infer")), f"masks: {cfg.get('mask')}"
+    )
+    return f"`{folder}` ({pairs} training pairs, {masks})" + (f"; {note}" if note else "")
+
+
 def _schedule(cfg: dict) -> str:
     crop = cfg.get("crop")
-    crops = (
-        "whole 128x128 images" if crop is None or crop >= 128 else f"random {crop}x{crop} crops of the 128x128 images"
-    )
+    sized = " of the 128x128 images" if str(cfg.get("data", "")).rstrip("/").endswith("train128") else ""
+    crops = f"whole{sized or ' images'}" if crop is None or crop >= 128 else f"random {crop}x{crop} crops{sized}"
     loss = {"full": "paper loss `full`", "A": "loss `A`", "B": "loss `B` (max-intensity, Table 8)", "C": "loss `C`"}[
         cfg.get("loss", "full")
     ]
@@ -131,6 +139,9 @@ def main() -> None:
     parser.add_argument(
         "--previous-card", type=Path, help="MODEL_CARD.md of the release the chain starts from (its stage tables)"
     )
+    parser.add_argument(
+        "--data-note", help="how the last stage's data folder was made, when it is not a folder of the data root"
+    )
     parser.add_argument("--out", type=Path, default=Path("src/refinefuse/weights"))
     parser.add_argument("--device", default=f"CPU ({_cpu_name()}), {os.cpu_count()} cores, no GPU")
     args = parser.parse_args()
@@ -143,7 +154,7 @@ def main() -> None:
     last = final["rows"][-1]
     wall_h = sum(float(r["epoch_s"]) for stage in stages for r in stage["rows"]) / 3600
     wall_h += float(previous.get("wall_time_h", 0.0))
-    data = "msrs/train128 (" + str(meta.get("pairs")) + " training pairs, YOLO boxes_ir -> salient masks)"
+    data = _data(final["cfg"], meta.get("pairs"), args.data_note)
     commands = list(previous.get("commands", []))
     commands += [portable_command(stage["state"].get("meta", {}).get("command", "")) for stage in stages]
     stage_epochs = list(previous.get("stage_epochs", [])) + [int(stage["state"]["epoch"]) for stage in stages]
@@ -174,7 +185,7 @@ def main() -> None:
         "",
         "| | |",
         "|---|---|",
-        f"| data | `../shared/data/{data.split(' ')[0]}` {data.split(' ', 1)[1]}; 4 of them held out for validation. Never msrs/test, tno or medical. |",
+        f"| data | {data}; {final['cfg'].get('val_pairs', 4)} of them held out for validation (the last stage; each stage's own below). Never msrs/test, tno or medical. |",
         f"| command | `{release['command']}` (the last stage; every stage below; rerunning a command continues it after an interruption) |",
         f"| epochs | {release['epochs']} in {len(stage_epochs)} stage(s): {' + '.join(map(str, stage_epochs))} (checkpoint `{args.checkpoint}` of the last) |",
         f"| wall time | {wall_h:.2f} h of training (sum of the epochs in the stages' `log.csv`) |",
@@ -195,6 +206,7 @@ def main() -> None:
             f"### Stage {i}: {int(stage['state']['epoch'])} epochs, {stage_h:.2f} h",
             "",
             f"- command: `{commands[i - 1]}`",
+            f"- data: {_data(stage['cfg'], stage['state'].get('meta', {}).get('pairs'))}",
             f"- schedule: {_schedule(stage['cfg'])}",
             f"- checkpoint passed on: `{stage['checkpoint']}` (epoch {stage['state']['epoch']})",
             "",
@@ -208,7 +220,7 @@ def main() -> None:
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines += [
-        "(Validation metrics on the 4 held-out 128x128 training pairs, so only a trend; the losses are",
+        "(Validation metrics on each stage's held-out training pairs, so only a trend; the losses are",
         "each stage's own loss.)",
         "",
     ]

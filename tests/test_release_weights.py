@@ -3,6 +3,7 @@ small release checkpoint and a model card that lists both stages."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,9 @@ def test_card_follows_the_init_chain(data_dir, tmp_path):
     assert "### Stage 1: 2 epochs" in card and "### Stage 2: 1 epochs" in card
     assert "loss `B` (max-intensity, Table 8), lambda 0.0" in card and "paper loss `full`" in card
     assert "## Why this schedule\n\nWhy: a test." in card
+    # each stage names its own data folder and masks; the header names the last stage's
+    assert len(re.findall(r"- data: `\S*msrs/train128` \(\d+ training pairs, MSRS boxes_ir", card)) == 2
+    assert re.search(r"\| data \| `\S*msrs/train128` \(\d+ training pairs", card)
 
 
 def test_chain_from_an_earlier_release_counts_its_stages(data_dir, tmp_path):
