@@ -58,10 +58,12 @@ def test_weights_are_small_documented_and_paper_sized(weights):
     meta = state["meta"]
     for key in ("data", "command", "epochs", "wall_time_h", "device", "train_loss"):
         assert meta.get(key) not in (None, ""), key
-    # trained on the MSRS training split only, never on an evaluation set
-    assert "msrs/train128" in meta["data"] and "train128" in meta["command"]
+    # trained on training data only (the MSRS training split, RoadScene minus its held-out pairs), never on an
+    # evaluation set, in any stage
+    assert "msrs/train128" in meta["data"] and "--hold-out roadscene=32" in meta["data"]
     for evaluation_set in ("msrs/test", "tno", "medical"):
-        assert evaluation_set not in meta["command"]
+        assert evaluation_set not in meta["data"]
+        assert all(evaluation_set not in command for command in meta["commands"])
     card = (weights.parent / "MODEL_CARD.md").read_text()
     assert f"| epochs | {meta['epochs']} " in card and meta["command"] in card
 
