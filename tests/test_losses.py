@@ -198,3 +198,34 @@ def test_scd_loss_is_two_minus_the_scd_metric_and_raises_scd():
     terms["scd"].backward()
     stepped = (f - 0.05 * f.grad / f.grad.abs().max()).detach()
     assert scd_loss(stepped, t(ir), t(vis)).item() < terms["scd"].item()
+
+
+def test_halo_loss_matches_the_ha_measure_off_edges_and_trains_rings_away():
+    """``halo_loss`` is 0 for per-pixel blends, costs a ring its depth (in [0, 1] units, averaged over all
+    pixels, where HA averages over the edge band), and a step on it makes the ring shallower."""
+    import numpy as np
+
+    from refinefuse.losses import FusionLoss, halo_loss
+    from refinefuse.metrics.functional import halo_artefact
+
+    y, x = np.mgrid[0:64, 0:64]
+    dist = np.hypot(y - 32, x - 32)
+    ir = np.where(dist <= 8, 250.0, 100.0)
+    vis = np.where(x < 16, 60.0, 100.0)
+    t = lambda a: torch.tensor(a / 255, dtype=torch.float32)[None, None]  # noqa: E731
+    for blend in (np.maximum(ir, vis), (ir + vis) / 2, 0.2 * ir + 0.8 * vis, vis):
+        assert halo_loss(t(blend), t(ir), t(vis)).item() == 0.0
+        assert halo_artefact(blend, ir, vis) == 0.0
+    ring = (dist > 11) & (dist <= 14)  # out of the 5x5 window's reach of the disc, inside HA's edge band
+    dark = np.where(ring, np.maximum(ir, vis) - 30, np.maximum(ir, vis))
+    # every ring pixel is 30 grey levels below both sources' range: the loss is 30/255 times the ring's share
+    assert halo_loss(t(dark), t(ir), t(vis)).item() == pytest.approx(30 / 255 * ring.mean(), rel=1e-4)
+    assert halo_artefact(dark, ir, vis) > 0
+
+    fused = t(dark).requires_grad_(True)
+    total, terms = FusionLoss(halo_weight=10.0)(fused, t(ir), t(vis))
+    assert "halo" in terms and "halo" not in FusionLoss()(t(dark), t(ir), t(vis))[1]  # off by default
+    terms["halo"].backward()
+    assert fused.grad[0, 0][torch.from_numpy(~ring)].abs().max() == 0  # only the ring is pushed
+    stepped = (fused - 0.05 * fused.grad.sign()).detach()
+    assert halo_loss(stepped, t(ir), t(vis)).item() < terms["halo"].item()

@@ -97,5 +97,6 @@ def test_schedule_names_every_loss_term_beyond_the_papers():
     release = load_script("scripts/release_weights.py")
     cfg = {"crop": 96, "loss": "full", "optimizer": "adam", "lr": 1e-4, "batch_size": 8, "min_lr": 1e-5}
     assert "2 - SCD" not in release._schedule(cfg) and "flat-region" not in release._schedule(cfg)
-    text = release._schedule({**cfg, "flat_weight": 2.0, "scd_weight": 0.1})
+    text = release._schedule({**cfg, "flat_weight": 2.0, "scd_weight": 0.1, "halo_weight": 10.0})
     assert "flat-region texture penalty, weight 2.0" in text and "2 - SCD term, weight 0.1" in text
+    assert "out-of-range (halo) term, weight 10.0" in text and "halo" not in release._schedule(cfg)

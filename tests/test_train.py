@@ -489,17 +489,18 @@ def test_train_restores_threads_opencv_and_random_state(data_dir, tmp_path):
 
 
 def test_log_records_the_extra_loss_terms_only_when_they_are_on(data_dir, tmp_path):
-    """``flat_weight``/``scd_weight`` > 0 add ``train_/val_flat`` and ``train_/val_scd`` columns,
-    and the total is the paper's loss plus the weighted extra terms."""
+    """``flat_weight``/``scd_weight``/``halo_weight`` > 0 add ``train_/val_flat``, ``_scd`` and ``_halo``
+    columns, and the total is the paper's loss plus the weighted extra terms."""
     paper = tmp_path / "paper"
     train(_config(data_dir, paper, epochs=1))
-    assert "train_scd" not in _log(paper)[0] and "train_flat" not in _log(paper)[0]
+    assert not {"train_scd", "train_flat", "train_halo"} & set(_log(paper)[0])
 
     extra = tmp_path / "extra"
-    train(_config(data_dir, extra, epochs=1, flat_weight=2.0, scd_weight=0.1))
+    train(_config(data_dir, extra, epochs=1, flat_weight=2.0, scd_weight=0.1, halo_weight=10.0))
     row = _log(extra)[0]
-    for key in ("train_flat", "train_scd", "val_flat", "val_scd"):
+    for key in ("train_flat", "train_scd", "train_halo", "val_flat", "val_scd", "val_halo"):
         assert math.isfinite(float(row[key])), key
-    assert 0.0 < float(row["train_scd"]) < 4.0
+    assert 0.0 < float(row["train_scd"]) < 4.0 and 0.0 <= float(row["val_halo"]) < 1.0
     val_total = float(row["val_int"]) + 5.0 * float(row["val_tex"]) + 2.0 * float(row["val_flat"])
-    assert float(row["val_loss"]) == pytest.approx(val_total + 0.1 * float(row["val_scd"]), rel=1e-5)
+    val_total += 0.1 * float(row["val_scd"]) + 10.0 * float(row["val_halo"])
+    assert float(row["val_loss"]) == pytest.approx(val_total, rel=1e-5)

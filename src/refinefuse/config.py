@@ -76,6 +76,7 @@ class TrainConfig:
         0.0  #: weight of the flat-region texture penalty (0: the paper's loss; losses.flat_texture_loss)
     )
     scd_weight: float = 0.0  #: weight of the 2 - SCD term (0: the paper's loss; losses.scd_loss)
+    halo_weight: float = 0.0  #: weight of the out-of-range term (0: the paper's loss; losses.halo_loss)
     # optimisation
     optimizer: str = "sgd"  #: sgd (paper) | adam
     lr: float = 1e-3  #: initial learning rate (paper: 1e-3)

@@ -21,7 +21,10 @@ Not in the paper: ``flat_weight > 0`` adds :func:`flat_texture_loss`, a penalty 
 gradient energy that the fused image adds where both sources are flat (the differentiable
 form of the FA artefact measure, ``refinefuse.metrics.functional.flat_region_artefact``);
 ``scd_weight > 0`` adds :func:`scd_loss`, ``2 - SCD`` per image (the SCD metric, Aslantas &
-Bendes 2015, made a loss: it asks the fused image to carry each source's difference image).
+Bendes 2015, made a loss: it asks the fused image to carry each source's difference image);
+``halo_weight > 0`` adds :func:`halo_loss`, the mean distance by which the fused image leaves
+both sources' local range (the differentiable form of the HA measure,
+``refinefuse.metrics.functional.halo_artefact``, over all pixels instead of near edges only).
 
 The loss is computed in float32 even under mixed precision.
 """
@@ -29,6 +32,7 @@ The loss is computed in float32 even under mixed precision.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from kornia.filters import filter2d, get_gaussian_kernel2d, spatial_gradient
 from torch import Tensor, nn
 
@@ -45,6 +49,7 @@ __all__ = [
     "gradient_energy",
     "flat_texture_loss",
     "scd_loss",
+    "halo_loss",
     "fusion_loss",
     "FusionLoss",
 ]
@@ -135,6 +140,18 @@ def scd_loss(fused: Tensor, ir: Tensor, vis: Tensor) -> Tensor:
     return (2.0 - _pearson(fused - vis, ir) - _pearson(fused - ir, vis)).mean()
 
 
+def halo_loss(fused: Tensor, ir: Tensor, vis: Tensor, radius: int = 2) -> Tensor:
+    """``mean(relu(lo - F) + relu(F - hi))``: how far the fused image leaves the sources' local
+    range, ``lo`` / ``hi`` the minimum of ``min(I, V)`` / maximum of ``max(I, V)`` over the
+    ``(2 radius + 1)``-square window (HA of ``docs/metrics.md`` on [0, 1] images, all pixels).
+    0 for every per-pixel blend of the sources; dark rings and light halos cost their depth."""
+    size = 2 * radius + 1
+    with torch.no_grad():
+        lo = -F.max_pool2d(-torch.minimum(ir, vis), size, stride=1, padding=radius)
+        hi = F.max_pool2d(torch.maximum(ir, vis), size, stride=1, padding=radius)
+    return (torch.relu(lo - fused) + torch.relu(fused - hi)).mean()
+
+
 def fusion_loss(
     fused: Tensor,
     ir: Tensor,
@@ -147,9 +164,10 @@ def fusion_loss(
     sigma: float = 1.5,
     flat_weight: float = 0.0,
     scd_weight: float = 0.0,
+    halo_weight: float = 0.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Total loss and its terms ``{"int", "tex"}`` (scalars; ``tex`` is 0 for setting C),
-    plus ``"flat"`` when ``flat_weight > 0`` and ``"scd"`` when ``scd_weight > 0``."""
+    plus ``"flat"``, ``"scd"`` and ``"halo"`` when their weights are above 0."""
     if setting not in SETTINGS:
         raise ValueError(f"unknown loss setting {setting!r}; choose one of {SETTINGS}")
     if not fused.shape == ir.shape == vis.shape:
@@ -170,6 +188,9 @@ def fusion_loss(
     if scd_weight > 0:
         terms["scd"] = scd_loss(fused, ir, vis)
         total = total + scd_weight * terms["scd"]
+    if halo_weight > 0:
+        terms["halo"] = halo_loss(fused, ir, vis)
+        total = total + halo_weight * terms["halo"]
     return total, terms
 
 
@@ -182,6 +203,7 @@ class FusionLoss(nn.Module):
         kernel_size, sigma: Gaussian window of the contrast mask (9, 1.5).
         flat_weight: weight of :func:`flat_texture_loss` (0: the paper's loss).
         scd_weight: weight of :func:`scd_loss` (0: the paper's loss).
+        halo_weight: weight of :func:`halo_loss` (0: the paper's loss).
     """
 
     def __init__(
@@ -192,12 +214,13 @@ class FusionLoss(nn.Module):
         sigma: float = 1.5,
         flat_weight: float = 0.0,
         scd_weight: float = 0.0,
+        halo_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if setting not in SETTINGS:
             raise ValueError(f"unknown loss setting {setting!r}; choose one of {SETTINGS}")
         self.setting, self.lam, self.kernel_size, self.sigma = setting, float(lam), kernel_size, sigma
-        self.flat_weight, self.scd_weight = float(flat_weight), float(scd_weight)
+        self.flat_weight, self.scd_weight, self.halo_weight = float(flat_weight), float(scd_weight), float(halo_weight)
 
     def forward(
         self, fused: Tensor, ir: Tensor, vis: Tensor, salient: Tensor | None = None
@@ -213,10 +236,11 @@ class FusionLoss(nn.Module):
             sigma=self.sigma,
             flat_weight=self.flat_weight,
             scd_weight=self.scd_weight,
+            halo_weight=self.halo_weight,
         )
 
     def extra_repr(self) -> str:
         return (
             f"setting={self.setting!r}, lam={self.lam}, kernel_size={self.kernel_size}, sigma={self.sigma}, "
-            f"flat_weight={self.flat_weight}, scd_weight={self.scd_weight}"
+            f"flat_weight={self.flat_weight}, scd_weight={self.scd_weight}, halo_weight={self.halo_weight}"
         )

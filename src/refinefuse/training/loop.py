@@ -286,7 +286,9 @@ def _setup(cfg: TrainConfig, rt: Runtime) -> tuple[_Run, dict[str, Any] | None]:
         optimizer=optimizer,
         scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, cfg)),
         scaler=torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16),
-        criterion=FusionLoss(cfg.loss, cfg.lam, flat_weight=cfg.flat_weight, scd_weight=cfg.scd_weight),
+        criterion=FusionLoss(
+            cfg.loss, cfg.lam, flat_weight=cfg.flat_weight, scd_weight=cfg.scd_weight, halo_weight=cfg.halo_weight
+        ),
         memory_format=memory_format,
         amp_dtype=amp_dtype,
         use_amp=use_amp,

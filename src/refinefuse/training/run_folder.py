@@ -122,14 +122,14 @@ def load_init(model: nn.Module, path: str, model_name: str) -> None:
         raise InputError(f"{init}: weights do not fit model {model_name!r} ({str(exc).splitlines()[0]})") from None
 
 
-LOSS_TERMS = ("loss", "int", "tex", "flat", "scd")
+LOSS_TERMS = ("loss", "int", "tex", "flat", "scd", "halo")
 """The loss values a training step reports: the total and each term (0 for a term the loss leaves out)."""
 
 
 def logged_loss_terms(cfg: TrainConfig) -> tuple[str, ...]:
     """The :data:`LOSS_TERMS` ``log.csv`` records as ``train_<term>`` / ``val_<term>``: the total,
     the paper's two terms, and each term beyond the paper's that ``cfg`` switches on."""
-    weights = {"flat": cfg.flat_weight, "scd": cfg.scd_weight}
+    weights = {"flat": cfg.flat_weight, "scd": cfg.scd_weight, "halo": cfg.halo_weight}
     return tuple(k for k in LOSS_TERMS if weights.get(k, 1.0) > 0)
 
 
