@@ -75,7 +75,10 @@ def lineage(checkpoint: Path) -> list[dict]:
 def _data(cfg: dict, pairs: object, note: str | None = None) -> str:
     """A stage's training data: its folder as a reader can find it, the number of pairs and the masks."""
     folder = portable_command(str(Path(str(cfg.get("data", "?"))).expanduser()))
-    masks = {"masks": "masks from the folder's `masks/`", "infer": "MSRS boxes_ir -> salient masks"}.get(
+    inferred = (
+        "MSRS boxes_ir -> salient masks" if "msrs" in folder else "`mask: infer` (labels or boxes, else automatic)"
+    )
+    masks = {"masks": "masks from the folder's `masks/`", "infer": inferred}.get(
         str(cfg.get("mask", "infer")), f"masks: {cfg.get('mask')}"
     )
     return f"`{folder}` ({pairs} training pairs, {masks})" + (f"; {note}" if note else "")
