@@ -488,6 +488,23 @@ def test_train_restores_threads_opencv_and_random_state(data_dir, tmp_path):
         cv2.setNumThreads(cv2_before)
 
 
+def test_every_extra_loss_term_has_a_weight_in_the_config_and_the_loss():
+    """``losses.EXTRA_TERMS`` is the one list of terms beyond the paper's: each has ``<name>_weight`` in
+    ``TrainConfig`` (off at 0) and in ``fusion_loss``, and is reported and logged under its name."""
+    import dataclasses
+    import inspect
+
+    from refinefuse.config import TrainConfig
+    from refinefuse.losses import EXTRA_TERMS, fusion_loss
+    from refinefuse.training.run_folder import LOSS_TERMS
+
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    params = inspect.signature(fusion_loss).parameters
+    for name in EXTRA_TERMS:
+        assert fields[f"{name}_weight"] == 0.0 and f"{name}_weight" in params, name
+    assert LOSS_TERMS == ("loss", "int", "tex", *EXTRA_TERMS)
+
+
 def test_log_records_the_extra_loss_terms_only_when_they_are_on(data_dir, tmp_path):
     """``flat_weight``/``scd_weight``/``halo_weight`` > 0 add ``train_/val_flat``, ``_scd`` and ``_halo``
     columns, and the total is the paper's loss plus the weighted extra terms."""

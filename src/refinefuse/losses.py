@@ -50,6 +50,7 @@ __all__ = [
     "flat_texture_loss",
     "scd_loss",
     "halo_loss",
+    "EXTRA_TERMS",
     "fusion_loss",
     "FusionLoss",
 ]
@@ -152,6 +153,11 @@ def halo_loss(fused: Tensor, ir: Tensor, vis: Tensor, radius: int = 2) -> Tensor
     return (torch.relu(lo - fused) + torch.relu(fused - hi)).mean()
 
 
+#: The terms beyond the paper's, in the order they are added; each has the weight ``<name>_weight``
+#: (:func:`fusion_loss`, ``TrainConfig``) and is off at weight 0.
+EXTRA_TERMS = {"flat": flat_texture_loss, "scd": scd_loss, "halo": halo_loss}
+
+
 def fusion_loss(
     fused: Tensor,
     ir: Tensor,
@@ -182,15 +188,11 @@ def fusion_loss(
         l_int = intensity_loss(fused, ir, vis, mask)
     l_tex = fused.new_zeros(()) if setting == "C" else texture_loss(fused, ir, vis)
     total, terms = l_int + lam * l_tex, {"int": l_int, "tex": l_tex}
-    if flat_weight > 0:
-        terms["flat"] = flat_texture_loss(fused, ir, vis)
-        total = total + flat_weight * terms["flat"]
-    if scd_weight > 0:
-        terms["scd"] = scd_loss(fused, ir, vis)
-        total = total + scd_weight * terms["scd"]
-    if halo_weight > 0:
-        terms["halo"] = halo_loss(fused, ir, vis)
-        total = total + halo_weight * terms["halo"]
+    weights = {"flat": flat_weight, "scd": scd_weight, "halo": halo_weight}
+    for name, term in EXTRA_TERMS.items():
+        if weights[name] > 0:
+            terms[name] = term(fused, ir, vis)
+            total = total + weights[name] * terms[name]
     return total, terms
 
 

@@ -22,6 +22,7 @@ from ..checkpoint import model_spec, read_checkpoint
 from ..config import TrainConfig
 from ..errors import InputError
 from ..io import atomic_path
+from ..losses import EXTRA_TERMS
 
 __all__ = [
     "LAST",
@@ -122,15 +123,14 @@ def load_init(model: nn.Module, path: str, model_name: str) -> None:
         raise InputError(f"{init}: weights do not fit model {model_name!r} ({str(exc).splitlines()[0]})") from None
 
 
-LOSS_TERMS = ("loss", "int", "tex", "flat", "scd", "halo")
+LOSS_TERMS = ("loss", "int", "tex", *EXTRA_TERMS)
 """The loss values a training step reports: the total and each term (0 for a term the loss leaves out)."""
 
 
 def logged_loss_terms(cfg: TrainConfig) -> tuple[str, ...]:
     """The :data:`LOSS_TERMS` ``log.csv`` records as ``train_<term>`` / ``val_<term>``: the total,
     the paper's two terms, and each term beyond the paper's that ``cfg`` switches on."""
-    weights = {"flat": cfg.flat_weight, "scd": cfg.scd_weight, "halo": cfg.halo_weight}
-    return tuple(k for k in LOSS_TERMS if weights.get(k, 1.0) > 0)
+    return tuple(k for k in LOSS_TERMS if k not in EXTRA_TERMS or getattr(cfg, f"{k}_weight") > 0)
 
 
 class RunLog:
