@@ -301,6 +301,38 @@ def test_kill_during_training_then_resume(data_dir, tmp_path):
     load_model(out / "best.pt")
 
 
+class _Killed(Exception):
+    """Stands in for SIGKILL at one exact point of an epoch's end."""
+
+
+@pytest.mark.parametrize("stop_in", ["log", "save"])
+def test_stop_between_log_row_and_checkpoint_loses_no_row(data_dir, tmp_path, monkeypatch, stop_in):
+    # the epoch-3 row and last.pt are two writes; wherever a kill lands between them, the resumed
+    # run's log.csv must hold every epoch exactly once (CI once saw [1, 2, 4, 5] after a SIGKILL)
+    from refinefuse.training import loop
+    from refinefuse.training.run_folder import RunLog
+
+    out = tmp_path / "run"
+    target = (RunLog, "log") if stop_in == "log" else (loop, "_save")
+    real = getattr(*target)
+
+    def stop_at_epoch_3(*args, **kwargs):
+        row_or_epoch = args[1]
+        epoch = row_or_epoch["epoch"] if stop_in == "log" else row_or_epoch + 1
+        if epoch == 3:
+            raise _Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(*target, stop_at_epoch_3)
+    with pytest.raises(_Killed):
+        train(_config(data_dir, out, epochs=4, max_pairs=6))
+    assert read_checkpoint(out / "last.pt")["epoch"] == 2
+    monkeypatch.setattr(*target, real)
+    train(_config(data_dir, out, epochs=4, max_pairs=6, resume=True))
+    assert read_checkpoint(out / "last.pt")["epoch"] == 4
+    assert [int(r["epoch"]) for r in _log(out)] == [1, 2, 3, 4]
+
+
 def test_loader_workers_survive_opencv_threads_in_the_parent(data_dir, tmp_path):
     # OpenCV's thread pool, once started, deadlocks forked loader workers unless the trainer stops it
     code = (

@@ -460,10 +460,7 @@ def _finish_epoch(run: _Run, epoch: int, train_terms: np.ndarray, timing: dict[s
     improved = score is not None and math.isfinite(score) and score < run.best
     if improved:
         run.best = float(score)  # type: ignore[arg-type]
-    date = _save(run, epoch, train_terms, val_terms)
-    if improved or not (out / BEST).exists():
-        atomic_copy(out / LAST, out / BEST)
-    keep_recent(out, epoch + 1, cfg.keep_last)
+    date = datetime.now(UTC).isoformat(timespec="seconds")
     logged = logged_loss_terms(cfg)
     row: dict[str, Any] = {
         "epoch": epoch + 1,
@@ -477,7 +474,13 @@ def _finish_epoch(run: _Run, epoch: int, train_terms: np.ndarray, timing: dict[s
         row.update({f"val_{k}": float(v) for k, v in zip(LOSS_TERMS, val_terms) if k in logged})
         row.update({f"val_{k}": v for k, v in metrics.items()})
     assert run.log is not None
+    # the row goes to log.csv before last.pt moves on: a run killed in between resumes from the
+    # previous checkpoint, and RunLog drops the rows past it, so log.csv never lacks an epoch
     run.log.log(row, grid)
+    _save(run, epoch, train_terms, val_terms, date)
+    if improved or not (out / BEST).exists():
+        atomic_copy(out / LAST, out / BEST)
+    keep_recent(out, epoch + 1, cfg.keep_last)
     summary = (
         f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} "
         f"(int {row['train_int']:.4f}, tex {row['train_tex']:.4f})"
@@ -490,10 +493,9 @@ def _finish_epoch(run: _Run, epoch: int, train_terms: np.ndarray, timing: dict[s
     )
 
 
-def _save(run: _Run, epoch: int, train_terms: np.ndarray, val_terms: np.ndarray | None) -> str:
-    """Write ``last.pt`` (weights, optimizer, schedule, RNG, config); returns the date stamp."""
+def _save(run: _Run, epoch: int, train_terms: np.ndarray, val_terms: np.ndarray | None, date: str) -> None:
+    """Write ``last.pt`` (weights, optimizer, schedule, RNG, config), stamped ``date``."""
     cfg = run.cfg
-    date = datetime.now(UTC).isoformat(timespec="seconds")
     meta = {
         "data": str(cfg.data),
         "epochs": epoch + 1,
@@ -518,7 +520,6 @@ def _save(run: _Run, epoch: int, train_terms: np.ndarray, val_terms: np.ndarray 
         rng=rng_state(),
         train_config=cfg.to_dict(),
     )
-    return date
 
 
 # ----------------------------------------------------------------------------- validation
