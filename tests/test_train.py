@@ -305,32 +305,40 @@ class _Killed(Exception):
     """Stands in for SIGKILL at one exact point of an epoch's end."""
 
 
-@pytest.mark.parametrize("stop_in", ["log", "save"])
-def test_stop_between_log_row_and_checkpoint_loses_no_row(data_dir, tmp_path, monkeypatch, stop_in):
-    # the epoch-3 row and last.pt are two writes; wherever a kill lands between them, the resumed
-    # run's log.csv must hold every epoch exactly once (CI once saw [1, 2, 4, 5] after a SIGKILL)
-    from refinefuse.training import loop
+@pytest.mark.parametrize("stop_in", ["log", "best.pt", "last.pt", "epoch_0003.pt"])
+def test_stop_between_epoch_end_writes_loses_nothing(data_dir, tmp_path, monkeypatch, stop_in):
+    # an epoch ends with several writes (log.csv row, best.pt, last.pt, epoch_XXXX.pt); wherever a
+    # kill lands between them, the resumed run's log.csv holds every epoch once (CI once saw
+    # [1, 2, 4, 5] after a SIGKILL), best.pt is the epoch of the lowest validation loss, and the
+    # newest keep_last epoch files exist
+    from refinefuse.training import loop, run_folder
     from refinefuse.training.run_folder import RunLog
 
     out = tmp_path / "run"
-    target = (RunLog, "log") if stop_in == "log" else (loop, "_save")
-    real = getattr(*target)
+    if stop_in == "log":
+        target, real = (RunLog, "log"), RunLog.log
+    elif stop_in == "epoch_0003.pt":
+        target, real = (run_folder, "atomic_copy"), run_folder.atomic_copy
+    else:
+        target, real = (loop, "_save"), loop._save
 
-    def stop_at_epoch_3(*args, **kwargs):
-        row_or_epoch = args[1]
-        epoch = row_or_epoch["epoch"] if stop_in == "log" else row_or_epoch + 1
-        if epoch == 3:
+    def killed_at_epoch_3_or_best(*args, **kwargs):
+        written = args[1]["epoch"] == 3 if stop_in == "log" else Path(args[-1]).name == stop_in
+        if written and (stop_in != "best.pt" or args[1] >= 1):  # best.pt: its first write after epoch 1
             raise _Killed
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(*target, stop_at_epoch_3)
+    monkeypatch.setattr(*target, killed_at_epoch_3_or_best)
     with pytest.raises(_Killed):
-        train(_config(data_dir, out, epochs=4, max_pairs=6))
-    assert read_checkpoint(out / "last.pt")["epoch"] == 2
+        train(_config(data_dir, out, epochs=4, max_pairs=6, lr=3e-3))
     monkeypatch.setattr(*target, real)
-    train(_config(data_dir, out, epochs=4, max_pairs=6, resume=True))
+    train(_config(data_dir, out, epochs=4, max_pairs=6, lr=3e-3, resume=True))
+    rows = _log(out)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
     assert read_checkpoint(out / "last.pt")["epoch"] == 4
-    assert [int(r["epoch"]) for r in _log(out)] == [1, 2, 3, 4]
+    val = [float(r["val_loss"]) for r in rows]
+    assert read_checkpoint(out / "best.pt")["epoch"] == val.index(min(val)) + 1
+    assert sorted(p.name for p in out.glob("epoch_*.pt")) == ["epoch_0003.pt", "epoch_0004.pt"]
 
 
 def test_loader_workers_survive_opencv_threads_in_the_parent(data_dir, tmp_path):

@@ -51,7 +51,6 @@ from .run_folder import (
     LAST,
     LOSS_TERMS,
     RunLog,
-    atomic_copy,
     checked_weights,
     keep_recent,
     load_init,
@@ -345,6 +344,8 @@ def train(config: TrainConfig) -> Path:
             _resume(run, resume_state)
         if rt.is_main:
             _open_log(run)
+            if resume_state is not None:  # the epoch_XXXX.pt copy a kill right after last.pt skipped
+                keep_recent(run.out, run.start_epoch, config.keep_last)
         try:
             for epoch in range(run.start_epoch, config.epochs):
                 _epoch(run, epoch)
@@ -477,9 +478,9 @@ def _finish_epoch(run: _Run, epoch: int, train_terms: np.ndarray, timing: dict[s
     # the row goes to log.csv before last.pt moves on: a run killed in between resumes from the
     # previous checkpoint, and RunLog drops the rows past it, so log.csv never lacks an epoch
     run.log.log(row, grid)
-    _save(run, epoch, train_terms, val_terms, date)
-    if improved or not (out / BEST).exists():
-        atomic_copy(out / LAST, out / BEST)
+    if improved or not (out / BEST).exists():  # best.pt before last.pt, for the same reason
+        _save(run, epoch, train_terms, val_terms, date, out / BEST)
+    _save(run, epoch, train_terms, val_terms, date, out / LAST)
     keep_recent(out, epoch + 1, cfg.keep_last)
     summary = (
         f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} "
@@ -493,8 +494,8 @@ def _finish_epoch(run: _Run, epoch: int, train_terms: np.ndarray, timing: dict[s
     )
 
 
-def _save(run: _Run, epoch: int, train_terms: np.ndarray, val_terms: np.ndarray | None, date: str) -> None:
-    """Write ``last.pt`` (weights, optimizer, schedule, RNG, config), stamped ``date``."""
+def _save(run: _Run, epoch: int, train_terms: np.ndarray, val_terms: np.ndarray | None, date: str, path: Path) -> None:
+    """Write the training checkpoint ``path`` (weights, optimizer, schedule, RNG, config), stamped ``date``."""
     cfg = run.cfg
     meta = {
         "data": str(cfg.data),
@@ -509,7 +510,7 @@ def _save(run: _Run, epoch: int, train_terms: np.ndarray, val_terms: np.ndarray 
         "date": date,
     }
     save_checkpoint(
-        run.out / LAST,
+        path,
         run.model,
         meta=meta,
         optimizer=run.optimizer.state_dict(),
