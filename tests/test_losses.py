@@ -229,3 +229,21 @@ def test_halo_loss_matches_the_ha_measure_off_edges_and_trains_rings_away():
     assert fused.grad[0, 0][torch.from_numpy(~ring)].abs().max() == 0  # only the ring is pushed
     stepped = (fused - 0.05 * fused.grad.sign()).detach()
     assert halo_loss(stepped, t(ir), t(vis)).item() < terms["halo"].item()
+
+
+def test_max_intensity_term_adds_the_max_rule_pull_to_the_paper_loss():
+    """``max_int_weight`` adds ``w * mean|F - max(I, V)|`` (Table 8's loss B) to the paper's loss;
+    the max-rule image is its minimum, and where the paper's mask picks the darker source the term
+    pulls the fused image up towards the brighter one."""
+    g = torch.Generator().manual_seed(0)
+    ir, vis = torch.rand(2, 1, 32, 32, generator=g), torch.rand(2, 1, 32, 32, generator=g)
+    fused = torch.rand(2, 1, 32, 32, generator=g)
+    paper_total, paper_terms = FusionLoss()(fused, ir, vis)
+    total, terms = FusionLoss(max_int_weight=0.5)(fused, ir, vis)
+    assert "max_int" not in paper_terms
+    assert terms["max_int"].item() == pytest.approx((fused - torch.maximum(ir, vis)).abs().mean().item(), rel=1e-6)
+    assert total.item() == pytest.approx(paper_total.item() + 0.5 * terms["max_int"].item(), rel=1e-6)
+    assert FusionLoss(max_int_weight=0.5)(torch.maximum(ir, vis), ir, vis)[1]["max_int"].item() == 0.0
+    dark = torch.minimum(ir, vis).requires_grad_(True)
+    FusionLoss(max_int_weight=1.0)(dark, ir, vis)[1]["max_int"].backward()
+    assert (dark.grad[ir != vis] < 0).all()  # descending the gradient brightens every pixel below max(I, V)

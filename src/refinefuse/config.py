@@ -77,6 +77,7 @@ class TrainConfig:
     )
     scd_weight: float = 0.0  #: weight of the 2 - SCD term (0: the paper's loss; losses.scd_loss)
     halo_weight: float = 0.0  #: weight of the out-of-range term (0: the paper's loss; losses.halo_loss)
+    max_int_weight: float = 0.0  #: weight of a max(I, V) intensity term (0: the paper's; losses.max_intensity_loss)
     # optimisation
     optimizer: str = "sgd"  #: sgd (paper) | adam
     lr: float = 1e-3  #: initial learning rate (paper: 1e-3)

@@ -24,7 +24,10 @@ form of the FA artefact measure, ``refinefuse.metrics.functional.flat_region_art
 Bendes 2015, made a loss: it asks the fused image to carry each source's difference image);
 ``halo_weight > 0`` adds :func:`halo_loss`, the mean distance by which the fused image leaves
 both sources' local range (the differentiable form of the HA measure,
-``refinefuse.metrics.functional.halo_artefact``, over all pixels instead of near edges only).
+``refinefuse.metrics.functional.halo_artefact``, over all pixels instead of near edges only);
+``max_int_weight > 0`` adds :func:`max_intensity_loss` (Table 8's loss ``B``) on top of the
+setting's own intensity term: a pull towards ``max(I, V)`` everywhere, which the ``max`` rule's
+high VIF suggests the masked intensity term gives up.
 
 The loss is computed in float32 even under mixed precision.
 """
@@ -155,7 +158,7 @@ def halo_loss(fused: Tensor, ir: Tensor, vis: Tensor, radius: int = 2) -> Tensor
 
 #: The terms beyond the paper's, in the order they are added; each has the weight ``<name>_weight``
 #: (:func:`fusion_loss`, ``TrainConfig``) and is off at weight 0.
-EXTRA_TERMS = {"flat": flat_texture_loss, "scd": scd_loss, "halo": halo_loss}
+EXTRA_TERMS = {"flat": flat_texture_loss, "scd": scd_loss, "halo": halo_loss, "max_int": max_intensity_loss}
 
 
 def fusion_loss(
@@ -171,9 +174,10 @@ def fusion_loss(
     flat_weight: float = 0.0,
     scd_weight: float = 0.0,
     halo_weight: float = 0.0,
+    max_int_weight: float = 0.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Total loss and its terms ``{"int", "tex"}`` (scalars; ``tex`` is 0 for setting C),
-    plus ``"flat"``, ``"scd"`` and ``"halo"`` when their weights are above 0."""
+    plus each of :data:`EXTRA_TERMS` whose weight is above 0."""
     if setting not in SETTINGS:
         raise ValueError(f"unknown loss setting {setting!r}; choose one of {SETTINGS}")
     if not fused.shape == ir.shape == vis.shape:
@@ -188,7 +192,7 @@ def fusion_loss(
         l_int = intensity_loss(fused, ir, vis, mask)
     l_tex = fused.new_zeros(()) if setting == "C" else texture_loss(fused, ir, vis)
     total, terms = l_int + lam * l_tex, {"int": l_int, "tex": l_tex}
-    weights = {"flat": flat_weight, "scd": scd_weight, "halo": halo_weight}
+    weights = {"flat": flat_weight, "scd": scd_weight, "halo": halo_weight, "max_int": max_int_weight}
     for name, term in EXTRA_TERMS.items():
         if weights[name] > 0:
             terms[name] = term(fused, ir, vis)
@@ -206,6 +210,7 @@ class FusionLoss(nn.Module):
         flat_weight: weight of :func:`flat_texture_loss` (0: the paper's loss).
         scd_weight: weight of :func:`scd_loss` (0: the paper's loss).
         halo_weight: weight of :func:`halo_loss` (0: the paper's loss).
+        max_int_weight: weight of :func:`max_intensity_loss` added to the setting's intensity term (0: the paper's).
     """
 
     def __init__(
@@ -217,12 +222,14 @@ class FusionLoss(nn.Module):
         flat_weight: float = 0.0,
         scd_weight: float = 0.0,
         halo_weight: float = 0.0,
+        max_int_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if setting not in SETTINGS:
             raise ValueError(f"unknown loss setting {setting!r}; choose one of {SETTINGS}")
         self.setting, self.lam, self.kernel_size, self.sigma = setting, float(lam), kernel_size, sigma
         self.flat_weight, self.scd_weight, self.halo_weight = float(flat_weight), float(scd_weight), float(halo_weight)
+        self.max_int_weight = float(max_int_weight)
 
     def forward(
         self, fused: Tensor, ir: Tensor, vis: Tensor, salient: Tensor | None = None
@@ -239,10 +246,12 @@ class FusionLoss(nn.Module):
             flat_weight=self.flat_weight,
             scd_weight=self.scd_weight,
             halo_weight=self.halo_weight,
+            max_int_weight=self.max_int_weight,
         )
 
     def extra_repr(self) -> str:
         return (
             f"setting={self.setting!r}, lam={self.lam}, kernel_size={self.kernel_size}, sigma={self.sigma}, "
-            f"flat_weight={self.flat_weight}, scd_weight={self.scd_weight}, halo_weight={self.halo_weight}"
+            f"flat_weight={self.flat_weight}, scd_weight={self.scd_weight}, halo_weight={self.halo_weight}, "
+            f"max_int_weight={self.max_int_weight}"
         )

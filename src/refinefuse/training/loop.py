@@ -44,7 +44,7 @@ from ..config import TrainConfig, apply_overrides, load_config, save_config
 from ..data import PairedFusionDataset, collate_pairs
 from ..errors import InputError, RefineFuseError
 from ..io import available_cpus, write_image
-from ..losses import SETTINGS, FusionLoss
+from ..losses import EXTRA_TERMS, SETTINGS, FusionLoss
 from ..models import create_model
 from .run_folder import (
     BEST,
@@ -286,7 +286,9 @@ def _setup(cfg: TrainConfig, rt: Runtime) -> tuple[_Run, dict[str, Any] | None]:
         scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, cfg)),
         scaler=torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16),
         criterion=FusionLoss(
-            cfg.loss, cfg.lam, flat_weight=cfg.flat_weight, scd_weight=cfg.scd_weight, halo_weight=cfg.halo_weight
+            cfg.loss,
+            cfg.lam,
+            **{f"{name}_weight": getattr(cfg, f"{name}_weight") for name in EXTRA_TERMS},
         ),
         memory_format=memory_format,
         amp_dtype=amp_dtype,
