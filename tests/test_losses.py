@@ -125,6 +125,9 @@ def test_ablation_settings():
     assert total_l1.item() == pytest.approx(terms_full["int"].item() + terms_full["tex"].item(), rel=1e-6)
     with pytest.raises(ValueError):
         FusionLoss(setting="D")
+    with pytest.raises(TypeError, match="unknown weight.*halo_wieght; known: flat_weight, scd_weight, halo_weight"):
+        FusionLoss(halo_wieght=1.0)  # a misspelt term is an error, not a silent 0
+    assert "halo_weight=2.0" in repr(FusionLoss(halo_weight=2))
 
 
 @pytest.mark.parametrize("setting", ["full", "A", "B", "C"])

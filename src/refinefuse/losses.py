@@ -207,29 +207,22 @@ class FusionLoss(nn.Module):
         setting: ``"full"`` (paper), ``"A"``, ``"B"`` or ``"C"`` (Table 8 ablations).
         lam: weight of the texture term (paper: 5).
         kernel_size, sigma: Gaussian window of the contrast mask (9, 1.5).
-        flat_weight: weight of :func:`flat_texture_loss` (0: the paper's loss).
-        scd_weight: weight of :func:`scd_loss` (0: the paper's loss).
-        halo_weight: weight of :func:`halo_loss` (0: the paper's loss).
-        max_int_weight: weight of :func:`max_intensity_loss` added to the setting's intensity term (0: the paper's).
+        **extra_weights: ``<name>_weight`` for each of :data:`EXTRA_TERMS` (``flat_weight``,
+            ``scd_weight``, ``halo_weight``, ``max_int_weight``); each is 0, the paper's loss, unless given.
     """
 
     def __init__(
-        self,
-        setting: str = "full",
-        lam: float = 5.0,
-        kernel_size: int = 9,
-        sigma: float = 1.5,
-        flat_weight: float = 0.0,
-        scd_weight: float = 0.0,
-        halo_weight: float = 0.0,
-        max_int_weight: float = 0.0,
+        self, setting: str = "full", lam: float = 5.0, kernel_size: int = 9, sigma: float = 1.5, **extra_weights: float
     ) -> None:
         super().__init__()
         if setting not in SETTINGS:
             raise ValueError(f"unknown loss setting {setting!r}; choose one of {SETTINGS}")
+        known = [f"{name}_weight" for name in EXTRA_TERMS]
+        unknown = sorted(set(extra_weights) - set(known))
+        if unknown:
+            raise TypeError(f"FusionLoss: unknown weight(s) {', '.join(unknown)}; known: {', '.join(known)}")
         self.setting, self.lam, self.kernel_size, self.sigma = setting, float(lam), kernel_size, sigma
-        self.flat_weight, self.scd_weight, self.halo_weight = float(flat_weight), float(scd_weight), float(halo_weight)
-        self.max_int_weight = float(max_int_weight)
+        self.extra_weights = {key: float(extra_weights.get(key, 0.0)) for key in known}
 
     def forward(
         self, fused: Tensor, ir: Tensor, vis: Tensor, salient: Tensor | None = None
@@ -243,15 +236,11 @@ class FusionLoss(nn.Module):
             lam=self.lam,
             kernel_size=self.kernel_size,
             sigma=self.sigma,
-            flat_weight=self.flat_weight,
-            scd_weight=self.scd_weight,
-            halo_weight=self.halo_weight,
-            max_int_weight=self.max_int_weight,
+            **self.extra_weights,
         )
 
     def extra_repr(self) -> str:
+        weights = ", ".join(f"{key}={value}" for key, value in self.extra_weights.items())
         return (
-            f"setting={self.setting!r}, lam={self.lam}, kernel_size={self.kernel_size}, sigma={self.sigma}, "
-            f"flat_weight={self.flat_weight}, scd_weight={self.scd_weight}, halo_weight={self.halo_weight}, "
-            f"max_int_weight={self.max_int_weight}"
+            f"setting={self.setting!r}, lam={self.lam}, kernel_size={self.kernel_size}, sigma={self.sigma}, {weights}"
         )
