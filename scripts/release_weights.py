@@ -110,6 +110,8 @@ def _schedule(cfg: dict) -> str:
         extras.append(f"out-of-range (halo) term, weight {cfg['halo_weight']}")
     if cfg.get("max_int_weight"):
         extras.append(f"max(I, V) intensity term (Table 8's loss B), weight {cfg['max_int_weight']}")
+    if cfg.get("vif_weight"):
+        extras.append(f"2 - VIF term, weight {cfg['vif_weight']}")
     if (cfg.get("model_overrides") or {}).get("out_margin"):
         extras.append(f"output margin {cfg['model_overrides']['out_margin']}")
     if cfg.get("amp") and cfg.get("amp_dtype") == "bfloat16":

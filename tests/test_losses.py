@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -250,3 +251,34 @@ def test_max_intensity_term_adds_the_max_rule_pull_to_the_paper_loss():
     dark = torch.minimum(ir, vis).requires_grad_(True)
     FusionLoss(max_int_weight=1.0)(dark, ir, vis)[1]["max_int"].backward()
     assert (dark.grad[ir != vis] < 0).all()  # descending the gradient brightens every pixel below max(I, V)
+
+
+def test_vif_loss_is_the_vif_metric_and_its_gradient_raises_vif(data_dir):
+    """``losses.vifp`` computes the metric's VIF (``metrics.functional.vifp``) differentiably; one
+    step down the gradient of ``vif_loss`` raises the metric's VIF of the fused image."""
+    from refinefuse.colour import grey_255
+    from refinefuse.io import read_image
+    from refinefuse.losses import vif_loss, vifp
+    from refinefuse.metrics.functional import vif
+    from refinefuse.metrics.functional import vifp as vifp_metric
+
+    folder = data_dir / "msrs" / "train128"
+    names = sorted(p.name for p in (folder / "ir").glob("*.png"))[:3]
+    t = lambda a: torch.tensor(a, dtype=torch.float64)[None, None]  # noqa: E731
+    for name in names:
+        ir, vis = (grey_255(read_image(folder / sub / name)).astype(np.float64) for sub in ("ir", "vi"))
+        for fused in (np.maximum(ir, vis), (ir + vis) / 2, vis):
+            for ref in (ir, vis):
+                assert vifp(t(ref), t(fused)).item() == pytest.approx(vifp_metric(ref, fused), rel=1e-9, abs=1e-12)
+    flat = torch.full((1, 1, 48, 48), 7.0, dtype=torch.float64)
+    assert vifp(flat, t(ir[:48, :48])).item() == 1.0  # 0/0 counts 1, as the metric's
+    with pytest.raises(ValueError, match="at least 41x41"):
+        vifp(flat[..., :40, :40], flat[..., :40, :40])
+
+    mean = torch.tensor((ir + vis) / 2 / 255, dtype=torch.float32)[None, None].requires_grad_(True)
+    a, b = (torch.tensor(x / 255, dtype=torch.float32)[None, None] for x in (ir, vis))
+    loss = vif_loss(mean, a, b)
+    assert loss.item() == pytest.approx(2 - vif(mean.detach()[0, 0].double().numpy() * 255, ir, vis), rel=1e-4)
+    loss.backward()
+    stepped = (mean - 0.02 * mean.grad / mean.grad.abs().max()).clamp(0, 1).detach()[0, 0].double().numpy() * 255
+    assert vif(stepped, ir, vis) > vif(mean.detach()[0, 0].double().numpy() * 255, ir, vis) + 1e-3

@@ -27,7 +27,8 @@ both sources' local range (the differentiable form of the HA measure,
 ``refinefuse.metrics.functional.halo_artefact``, over all pixels instead of near edges only);
 ``max_int_weight > 0`` adds :func:`max_intensity_loss` (Table 8's loss ``B``) on top of the
 setting's own intensity term: a pull towards ``max(I, V)`` everywhere, which the ``max`` rule's
-high VIF suggests the masked intensity term gives up.
+high VIF suggests the masked intensity term gives up; ``vif_weight > 0`` adds :func:`vif_loss`,
+``2 - VIF`` per image (the paper's VIF metric, differentiable, like the SCD term).
 
 The loss is computed in float32 even under mixed precision.
 """
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from kornia.filters import filter2d, get_gaussian_kernel2d, spatial_gradient
+from kornia.filters import filter2d, get_gaussian_kernel1d, get_gaussian_kernel2d, spatial_gradient
 from torch import Tensor, nn
 
 __all__ = [
@@ -53,6 +54,8 @@ __all__ = [
     "flat_texture_loss",
     "scd_loss",
     "halo_loss",
+    "vifp",
+    "vif_loss",
     "EXTRA_TERMS",
     "fusion_loss",
     "FusionLoss",
@@ -144,6 +147,58 @@ def scd_loss(fused: Tensor, ir: Tensor, vis: Tensor) -> Tensor:
     return (2.0 - _pearson(fused - vis, ir) - _pearson(fused - ir, vis)).mean()
 
 
+def _filter_valid(x: Tensor, window: Tensor) -> Tensor:
+    """Separable 'valid' filtering of ``(N, 1, H, W)`` with the 1-D ``window`` (``conv2`` of MATLAB)."""
+    k = window.numel()
+    return F.conv2d(F.conv2d(x, window.view(1, 1, k, 1)), window.view(1, 1, 1, k))
+
+
+def vifp(ref: Tensor, dist: Tensor, sigma_nsq: float = 2.0, eps: float = 1e-10) -> Tensor:
+    """Differentiable multi-scale pixel VIF of ``dist`` against ``ref``, ``(N,)``.
+
+    The same computation as the metric ``refinefuse.metrics.functional.vifp`` (Sheikh's
+    ``vifp_mscale.m``: 4 scales, Gaussian windows 17/9/5/3 with sigma size/5, 'valid'
+    filtering, decimation by 2, ``sigma_n^2 = 2``, the same clamps; 1.0 where it is 0/0), for
+    ``(N, 1, H, W)`` images on the 0-255 scale, H and W >= 41.
+    """
+    if min(ref.shape[-2:]) < 41:
+        raise ValueError(f"VIF needs images of at least 41x41 pixels (4 scales), got {ref.shape[-1]}x{ref.shape[-2]}")
+    ref = ref - ref.mean(dim=(2, 3), keepdim=True)
+    dist = dist - dist.mean(dim=(2, 3), keepdim=True)
+    num = ref.new_zeros(ref.shape[0])
+    den = ref.new_zeros(ref.shape[0])
+    for scale in range(1, 5):
+        size = 2 ** (5 - scale) + 1
+        window = get_gaussian_kernel1d(size, size / 5.0, device=ref.device, dtype=ref.dtype).flatten()
+        if scale > 1:
+            ref = _filter_valid(ref, window)[..., ::2, ::2]
+            dist = _filter_valid(dist, window)[..., ::2, ::2]
+        mu1, mu2 = _filter_valid(ref, window), _filter_valid(dist, window)
+        sigma1_sq = torch.relu(_filter_valid(ref * ref, window) - mu1 * mu1)
+        sigma2_sq = torch.relu(_filter_valid(dist * dist, window) - mu2 * mu2)
+        sigma12 = _filter_valid(ref * dist, window) - mu1 * mu2
+        g = sigma12 / (sigma1_sq + eps)
+        sv_sq = sigma2_sq - g * sigma12
+        low1, low2 = sigma1_sq < eps, sigma2_sq < eps
+        sv_sq = torch.where(low1, sigma2_sq, sv_sq)
+        sigma1_sq = torch.where(low1, torch.zeros_like(sigma1_sq), sigma1_sq)
+        sv_sq = torch.where(low2, torch.zeros_like(sv_sq), sv_sq)
+        g = torch.where(low1 | low2, torch.zeros_like(g), g)
+        sv_sq = torch.where(g < 0, sigma2_sq, sv_sq)
+        g = torch.relu(g)
+        sv_sq = sv_sq.clamp_min(eps)
+        num = num + torch.log1p(g * g * sigma1_sq / (sv_sq + sigma_nsq)).sum(dim=(1, 2, 3))
+        den = den + torch.log1p(sigma1_sq / sigma_nsq).sum(dim=(1, 2, 3))
+    return torch.where(den > 0, num / den.clamp_min(1e-30), torch.ones_like(num))
+
+
+def vif_loss(fused: Tensor, ir: Tensor, vis: Tensor) -> Tensor:
+    """``mean_n(2 - VIF_n)``, ``VIF = vifp(I, F) + vifp(V, F)`` per image on the 0-255 scale (the
+    paper's VIF column, made a loss like :func:`scd_loss`; below 0 when VIF exceeds 2)."""
+    fused, ir, vis = fused * 255.0, ir * 255.0, vis * 255.0
+    return (2.0 - vifp(ir, fused) - vifp(vis, fused)).mean()
+
+
 def halo_loss(fused: Tensor, ir: Tensor, vis: Tensor, radius: int = 2) -> Tensor:
     """``mean(relu(lo - F) + relu(F - hi))``: how far the fused image leaves the sources' local
     range, ``lo`` / ``hi`` the minimum of ``min(I, V)`` / maximum of ``max(I, V)`` over the
@@ -158,7 +213,13 @@ def halo_loss(fused: Tensor, ir: Tensor, vis: Tensor, radius: int = 2) -> Tensor
 
 #: The terms beyond the paper's, in the order they are added; each has the weight ``<name>_weight``
 #: (:func:`fusion_loss`, ``TrainConfig``) and is off at weight 0.
-EXTRA_TERMS = {"flat": flat_texture_loss, "scd": scd_loss, "halo": halo_loss, "max_int": max_intensity_loss}
+EXTRA_TERMS = {
+    "flat": flat_texture_loss,
+    "scd": scd_loss,
+    "halo": halo_loss,
+    "max_int": max_intensity_loss,
+    "vif": vif_loss,
+}
 
 
 def fusion_loss(
@@ -175,6 +236,7 @@ def fusion_loss(
     scd_weight: float = 0.0,
     halo_weight: float = 0.0,
     max_int_weight: float = 0.0,
+    vif_weight: float = 0.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Total loss and its terms ``{"int", "tex"}`` (scalars; ``tex`` is 0 for setting C),
     plus each of :data:`EXTRA_TERMS` whose weight is above 0."""
@@ -192,7 +254,13 @@ def fusion_loss(
         l_int = intensity_loss(fused, ir, vis, mask)
     l_tex = fused.new_zeros(()) if setting == "C" else texture_loss(fused, ir, vis)
     total, terms = l_int + lam * l_tex, {"int": l_int, "tex": l_tex}
-    weights = {"flat": flat_weight, "scd": scd_weight, "halo": halo_weight, "max_int": max_int_weight}
+    weights = {
+        "flat": flat_weight,
+        "scd": scd_weight,
+        "halo": halo_weight,
+        "max_int": max_int_weight,
+        "vif": vif_weight,
+    }
     for name, term in EXTRA_TERMS.items():
         if weights[name] > 0:
             terms[name] = term(fused, ir, vis)
@@ -207,8 +275,8 @@ class FusionLoss(nn.Module):
         setting: ``"full"`` (paper), ``"A"``, ``"B"`` or ``"C"`` (Table 8 ablations).
         lam: weight of the texture term (paper: 5).
         kernel_size, sigma: Gaussian window of the contrast mask (9, 1.5).
-        **extra_weights: ``<name>_weight`` for each of :data:`EXTRA_TERMS` (``flat_weight``,
-            ``scd_weight``, ``halo_weight``, ``max_int_weight``); each is 0, the paper's loss, unless given.
+        **extra_weights: ``<name>_weight`` for each of :data:`EXTRA_TERMS` (``flat_weight``, ``scd_weight``,
+            ``halo_weight``, ``max_int_weight``, ``vif_weight``); each is 0, the paper's loss, unless given.
     """
 
     def __init__(
