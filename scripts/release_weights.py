@@ -27,7 +27,17 @@ from pathlib import Path
 import torch
 
 from refinefuse.checkpoint import read_checkpoint, release_checkpoint
+from refinefuse.losses import EXTRA_TERMS
 from refinefuse.paths import data_root
+
+#: How the card's schedule names each loss term beyond the paper's (one per ``losses.EXTRA_TERMS`` entry).
+TERM_DESCRIPTIONS = {
+    "flat": "flat-region texture penalty",
+    "scd": "2 - SCD term",
+    "halo": "out-of-range (halo) term",
+    "max_int": "max(I, V) intensity term (Table 8's loss B)",
+    "vif": "2 - VIF term",
+}
 
 
 def _cpu_name() -> str:
@@ -102,16 +112,9 @@ def _schedule(cfg: dict) -> str:
         extras.append(f"each pair resized by a random factor in {cfg['rescale']} before cropping")
     if cfg.get("flat_patch"):
         extras.append(f"flat black/white patches in {cfg['flat_patch']:.0%} of the crops")
-    if cfg.get("flat_weight"):
-        extras.append(f"flat-region texture penalty, weight {cfg['flat_weight']}")
-    if cfg.get("scd_weight"):
-        extras.append(f"2 - SCD term, weight {cfg['scd_weight']}")
-    if cfg.get("halo_weight"):
-        extras.append(f"out-of-range (halo) term, weight {cfg['halo_weight']}")
-    if cfg.get("max_int_weight"):
-        extras.append(f"max(I, V) intensity term (Table 8's loss B), weight {cfg['max_int_weight']}")
-    if cfg.get("vif_weight"):
-        extras.append(f"2 - VIF term, weight {cfg['vif_weight']}")
+    for name in EXTRA_TERMS:
+        if cfg.get(f"{name}_weight"):
+            extras.append(f"{TERM_DESCRIPTIONS[name]}, weight {cfg[f'{name}_weight']}")
     if (cfg.get("model_overrides") or {}).get("out_margin"):
         extras.append(f"output margin {cfg['model_overrides']['out_margin']}")
     if cfg.get("amp") and cfg.get("amp_dtype") == "bfloat16":

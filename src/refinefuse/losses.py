@@ -54,6 +54,7 @@ __all__ = [
     "flat_texture_loss",
     "scd_loss",
     "halo_loss",
+    "VIF_MIN_SIZE",
     "vifp",
     "vif_loss",
     "EXTRA_TERMS",
@@ -153,6 +154,10 @@ def _filter_valid(x: Tensor, window: Tensor) -> Tensor:
     return F.conv2d(F.conv2d(x, window.view(1, 1, k, 1)), window.view(1, 1, 1, k))
 
 
+VIF_MIN_SIZE = 41
+"""Smallest image side :func:`vifp` takes: 4 scales of 'valid' Gaussian filtering and decimation."""
+
+
 def vifp(ref: Tensor, dist: Tensor, sigma_nsq: float = 2.0, eps: float = 1e-10) -> Tensor:
     """Differentiable multi-scale pixel VIF of ``dist`` against ``ref``, ``(N,)``.
 
@@ -161,8 +166,11 @@ def vifp(ref: Tensor, dist: Tensor, sigma_nsq: float = 2.0, eps: float = 1e-10) 
     filtering, decimation by 2, ``sigma_n^2 = 2``, the same clamps; 1.0 where it is 0/0), for
     ``(N, 1, H, W)`` images on the 0-255 scale, H and W >= 41.
     """
-    if min(ref.shape[-2:]) < 41:
-        raise ValueError(f"VIF needs images of at least 41x41 pixels (4 scales), got {ref.shape[-1]}x{ref.shape[-2]}")
+    if min(ref.shape[-2:]) < VIF_MIN_SIZE:
+        raise ValueError(
+            f"VIF needs images of at least {VIF_MIN_SIZE}x{VIF_MIN_SIZE} pixels (4 scales), "
+            f"got {ref.shape[-1]}x{ref.shape[-2]}"
+        )
     ref = ref - ref.mean(dim=(2, 3), keepdim=True)
     dist = dist - dist.mean(dim=(2, 3), keepdim=True)
     num = ref.new_zeros(ref.shape[0])

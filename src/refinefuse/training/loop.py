@@ -44,7 +44,7 @@ from ..config import TrainConfig, apply_overrides, load_config, save_config
 from ..data import PairedFusionDataset, collate_pairs
 from ..errors import InputError, RefineFuseError
 from ..io import available_cpus, write_image
-from ..losses import EXTRA_TERMS, SETTINGS, FusionLoss
+from ..losses import EXTRA_TERMS, SETTINGS, VIF_MIN_SIZE, FusionLoss
 from ..models import create_model
 from .run_folder import (
     BEST,
@@ -100,7 +100,10 @@ def check_config(cfg: TrainConfig) -> None:
         (cfg.scheduler in ("cosine", "step", "none"), f"scheduler must be cosine, step or none, got {cfg.scheduler!r}"),
         (cfg.amp_dtype in ("float16", "bfloat16"), f"amp_dtype must be float16 or bfloat16, got {cfg.amp_dtype!r}"),
         (cfg.val_every >= 1, f"val_every must be at least 1, got {cfg.val_every}"),
-        (not cfg.vif_weight or cfg.crop >= 41, f"vif_weight needs crops of 41 px or more, got {cfg.crop}"),
+        (
+            not cfg.vif_weight or cfg.crop >= VIF_MIN_SIZE,
+            f"vif_weight needs crops of {VIF_MIN_SIZE} px or more, got {cfg.crop}",
+        ),
     ]
     for ok, message in checks:
         if not ok:
