@@ -51,18 +51,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = get_dataset(args.dataset)
         pairs = pair_folders(*spec.folders())
-        rows = []
-        for method in args.methods.split(","):
-            scores = []
-            for pair in pairs:
+        methods = args.methods.split(",")
+        scores: dict[str, list[dict[str, float]]] = {method: [] for method in methods}
+        for pair in pairs:
+            a, b = as_grey(read_image(pair.ir)), as_grey(read_image(pair.vis))  # once per pair, for every method
+            for method in methods:
                 fused_path = args.results / spec.name / method / f"{pair.name}.png"
                 if not fused_path.is_file():
                     raise InputError(f"{fused_path}: no fused image (run refinefuse reproduce --dataset {spec.name})")
-                a, b, fused = (as_grey(read_image(p)) for p in (pair.ir, pair.vis, fused_path))
+                fused = as_grey(read_image(fused_path))
                 if fused.shape != a.shape:
                     raise InputError(f"{fused_path}: size {fused.shape} differs from the sources' {a.shape}")
-                scores.append(source_split(fused, a, b, args.margin))
-            mean = {k: float(np.nanmean([s[k] for s in scores])) for k in scores[0]}
+                scores[method].append(source_split(fused, a, b, args.margin))
+        rows = []
+        for method in methods:
+            mean = {k: float(np.nanmean([s[k] for s in scores[method]])) for k in scores[method][0]}
             rows.append(
                 f"| {method} | {mean['vif_a']:.4f} | {mean['vif_b']:.4f} | {mean['vif_a'] + mean['vif_b']:.4f} "
                 f"| {mean['kept_a']:.2f} | {mean['kept_b']:.2f} |"

@@ -11,6 +11,7 @@ from pathlib import Path
 from test_train import _config
 
 from refinefuse.checkpoint import read_checkpoint
+from refinefuse.losses import EXTRA_TERMS
 from refinefuse.training import train
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "release_weights.py"
@@ -100,8 +101,6 @@ def test_schedule_names_every_loss_term_beyond_the_papers():
     text = release._schedule({**cfg, "flat_weight": 2.0, "scd_weight": 0.1, "halo_weight": 10.0})
     assert "flat-region texture penalty, weight 2.0" in text and "2 - SCD term, weight 0.1" in text
     assert "out-of-range (halo) term, weight 10.0" in text and "halo" not in release._schedule(cfg)
-    from refinefuse.losses import EXTRA_TERMS
-
     assert list(release.TERM_DESCRIPTIONS) == list(EXTRA_TERMS)  # a new term needs its card name
     text = release._schedule({**cfg, "max_int_weight": 0.5, "vif_weight": 0.3})
     assert "max(I, V) intensity term (Table 8's loss B), weight 0.5; 2 - VIF term, weight 0.3" in text
