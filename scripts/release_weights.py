@@ -37,6 +37,7 @@ TERM_DESCRIPTIONS = {
     "halo": "out-of-range (halo) term",
     "max_int": "max(I, V) intensity term (Table 8's loss B)",
     "vif": "2 - VIF term",
+    "qabf": "1 - Qabf term",
 }
 
 

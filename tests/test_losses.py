@@ -282,3 +282,40 @@ def test_vif_loss_is_the_vif_metric_and_its_gradient_raises_vif(data_dir):
     loss.backward()
     stepped = (mean - 0.02 * mean.grad / mean.grad.abs().max()).clamp(0, 1).detach()[0, 0].double().numpy() * 255
     assert vif(stepped, ir, vis) > vif(mean.detach()[0, 0].double().numpy() * 255, ir, vis) + 1e-3
+
+
+def test_qabf_loss_is_the_qabf_metric_and_its_gradient_raises_qabf(data_dir):
+    """``losses.qabf`` computes the metric's Qabf (``metrics.functional.qabf``) differentiably, up to the
+    references' ``G = g_F`` quirk where the strengths are equal; a step down the gradient of ``qabf_loss``
+    raises the metric's Qabf; flat images give a finite loss and gradient."""
+    from refinefuse.colour import grey_255
+    from refinefuse.io import read_image
+    from refinefuse.losses import qabf, qabf_loss
+    from refinefuse.metrics.functional import qabf as qabf_metric
+
+    folder = data_dir / "msrs" / "train128"
+    names = sorted(p.name for p in (folder / "ir").glob("*.png"))[:3]
+    t = lambda a: torch.tensor(a, dtype=torch.float64)[None, None]  # noqa: E731
+    for name in names:
+        ir, vis = (grey_255(read_image(folder / sub / name)).astype(np.float64) for sub in ("ir", "vi"))
+        # the mean shares no edge strength with a source exactly: the same value as the metric
+        assert qabf(t((ir + vis) / 2), t(ir), t(vis)).item() == pytest.approx(
+            qabf_metric((ir + vis) / 2, ir, vis), abs=1e-6
+        )
+        # max and vis copy a source's edges exactly, where the quirk applies
+        for fused in (np.maximum(ir, vis), vis):
+            assert qabf(t(fused), t(ir), t(vis)).item() == pytest.approx(qabf_metric(fused, ir, vis), abs=1e-3)
+
+    mean = torch.tensor((ir + vis) / 2 / 255, dtype=torch.float32)[None, None].requires_grad_(True)
+    a, b = (torch.tensor(x / 255, dtype=torch.float32)[None, None] for x in (ir, vis))
+    total, terms = FusionLoss(qabf_weight=1.0)(mean, a, b)
+    assert terms["qabf"].item() == pytest.approx(1 - qabf_metric((ir + vis) / 2, ir, vis), abs=1e-4)
+    terms["qabf"].backward()
+    before = qabf_metric(mean.detach()[0, 0].double().numpy() * 255, ir, vis)
+    stepped = (mean - 0.02 * mean.grad / mean.grad.abs().max()).clamp(0, 1).detach()[0, 0].double().numpy() * 255
+    assert qabf_metric(stepped, ir, vis) > before + 0.01
+
+    flat = torch.full((2, 1, 24, 24), 0.5, requires_grad=True)
+    loss = qabf_loss(flat, flat.detach(), flat.detach())
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(flat.grad).all()

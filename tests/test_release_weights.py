@@ -102,5 +102,6 @@ def test_schedule_names_every_loss_term_beyond_the_papers():
     assert "flat-region texture penalty, weight 2.0" in text and "2 - SCD term, weight 0.1" in text
     assert "out-of-range (halo) term, weight 10.0" in text and "halo" not in release._schedule(cfg)
     assert list(release.TERM_DESCRIPTIONS) == list(EXTRA_TERMS)  # a new term needs its card name
-    text = release._schedule({**cfg, "max_int_weight": 0.5, "vif_weight": 0.3})
+    text = release._schedule({**cfg, "max_int_weight": 0.5, "vif_weight": 0.3, "qabf_weight": 1.0})
     assert "max(I, V) intensity term (Table 8's loss B), weight 0.5; 2 - VIF term, weight 0.3" in text
+    assert "1 - Qabf term, weight 1.0" in text

@@ -547,24 +547,29 @@ def test_every_extra_loss_term_has_a_weight_in_the_config_and_the_loss():
 
 
 def test_log_records_the_extra_loss_terms_only_when_they_are_on(data_dir, tmp_path):
-    """``flat_weight``/``scd_weight``/``halo_weight``/``max_int_weight``/``vif_weight`` > 0 add
-    ``train_/val_flat``, ``_scd``, ``_halo``, ``_max_int`` and ``_vif`` columns, and the total is the
-    paper's loss plus the weighted extra terms."""
+    """``flat_weight``/``scd_weight``/``halo_weight``/``max_int_weight``/``vif_weight``/``qabf_weight`` > 0
+    add ``train_/val_flat``, ``_scd``, ``_halo``, ``_max_int``, ``_vif`` and ``_qabf`` columns, and the total
+    is the paper's loss plus the weighted extra terms."""
     paper = tmp_path / "paper"
     train(_config(data_dir, paper, epochs=1))
-    assert not {"train_scd", "train_flat", "train_halo", "train_max_int"} & set(_log(paper)[0])
+    assert not {"train_scd", "train_flat", "train_halo", "train_max_int", "train_vif", "train_qabf"} & set(
+        _log(paper)[0]
+    )
 
     extra = tmp_path / "extra"
-    weights = dict(flat_weight=2.0, scd_weight=0.1, halo_weight=10.0, max_int_weight=0.5, vif_weight=0.2)
+    weights = dict(
+        flat_weight=2.0, scd_weight=0.1, halo_weight=10.0, max_int_weight=0.5, vif_weight=0.2, qabf_weight=0.3
+    )
     train(_config(data_dir, extra, epochs=1, crop=48, **weights))
     row = _log(extra)[0]
-    terms = ("flat", "scd", "halo", "max_int", "vif")
+    terms = ("flat", "scd", "halo", "max_int", "vif", "qabf")
     for key in [f"{split}_{term}" for split in ("train", "val") for term in terms]:
         assert math.isfinite(float(row[key])), key
     assert 0.0 < float(row["train_scd"]) < 4.0 and 0.0 <= float(row["val_halo"]) < 1.0
+    assert 0.0 < float(row["train_qabf"]) < 1.0
     val_total = float(row["val_int"]) + 5.0 * float(row["val_tex"]) + 2.0 * float(row["val_flat"])
     val_total += 0.1 * float(row["val_scd"]) + 10.0 * float(row["val_halo"]) + 0.5 * float(row["val_max_int"])
-    val_total += 0.2 * float(row["val_vif"])
+    val_total += 0.2 * float(row["val_vif"]) + 0.3 * float(row["val_qabf"])
     assert float(row["val_loss"]) == pytest.approx(val_total, rel=1e-5)
 
 

@@ -79,6 +79,7 @@ class TrainConfig:
     halo_weight: float = 0.0  #: weight of the out-of-range term (0: the paper's loss; losses.halo_loss)
     max_int_weight: float = 0.0  #: weight of a max(I, V) intensity term (0: the paper's; losses.max_intensity_loss)
     vif_weight: float = 0.0  #: weight of the 2 - VIF term (0: the paper's loss; losses.vif_loss)
+    qabf_weight: float = 0.0  #: weight of the 1 - Qabf term (0: the paper's loss; losses.qabf_loss)
     # optimisation
     optimizer: str = "sgd"  #: sgd (paper) | adam
     lr: float = 1e-3  #: initial learning rate (paper: 1e-3)

@@ -28,7 +28,9 @@ both sources' local range (the differentiable form of the HA measure,
 ``max_int_weight > 0`` adds :func:`max_intensity_loss` (Table 8's loss ``B``) on top of the
 setting's own intensity term: a pull towards ``max(I, V)`` everywhere, which the ``max`` rule's
 high VIF suggests the masked intensity term gives up; ``vif_weight > 0`` adds :func:`vif_loss`,
-``2 - VIF`` per image (the paper's VIF metric, differentiable, like the SCD term).
+``2 - VIF`` per image (the paper's VIF metric, differentiable, like the SCD term);
+``qabf_weight > 0`` adds :func:`qabf_loss`, ``1 - Qabf`` per image (the paper's Qabf metric,
+differentiable: Xydeas & Petrovic's edge preservation, :func:`qabf`).
 
 The loss is computed in float32 even under mixed precision.
 """
@@ -57,6 +59,8 @@ __all__ = [
     "VIF_MIN_SIZE",
     "vifp",
     "vif_loss",
+    "qabf",
+    "qabf_loss",
     "EXTRA_TERMS",
     "fusion_loss",
     "FusionLoss",
@@ -207,6 +211,54 @@ def vif_loss(fused: Tensor, ir: Tensor, vis: Tensor) -> Tensor:
     return (2.0 - vifp(ir, fused) - vifp(vis, fused)).mean()
 
 
+def _sobel_same(x: Tensor) -> tuple[Tensor, Tensor]:
+    """MATLAB's ``conv2(x, h3, 'same')`` and ``conv2(x, h1, 'same')`` (zero padding), the Sobel
+    responses of the Qabf metric (``refinefuse.metrics.functional.qabf``), for ``(N, 1, H, W)``."""
+    # conv2 convolves and F.conv2d correlates: the kernels are flipped
+    kx = x.new_tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]).view(1, 1, 3, 3)
+    ky = x.new_tensor([[-1.0, -2.0, -1.0], [0.0, 0.0, 0.0], [1.0, 2.0, 1.0]]).view(1, 1, 3, 3)
+    return F.conv2d(x, kx, padding=1), F.conv2d(x, ky, padding=1)
+
+
+def _edge_strength_and_orientation(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """``g = |S|`` and ``alpha = atan(Sy / Sx)`` (pi/2 where ``Sx = 0``), with finite gradients
+    where the image is flat."""
+    sx, sy = _sobel_same(x)
+    g = torch.sqrt(sx * sx + sy * sy + eps)
+    vertical = sx == 0
+    alpha = torch.atan(sy / torch.where(vertical, torch.ones_like(sx), sx))
+    return g, torch.where(vertical, torch.full_like(alpha, torch.pi / 2), alpha)
+
+
+def qabf(fused: Tensor, ir: Tensor, vis: Tensor, eps: float = 1e-12) -> Tensor:
+    """Differentiable Qabf (Xydeas & Petrovic 2000) of each fused image, ``(N,)``.
+
+    The computation of the metric ``refinefuse.metrics.functional.qabf`` on ``(N, 1, H, W)``
+    images on the 0-255 scale: zero-padded Sobel responses, strength ratio ``G = min / max``,
+    orientation agreement ``A = 1 - |alpha_X - alpha_F| / (pi/2)``, the two sigmoids, weighted
+    by the source strengths. One difference: the metric's references set ``G = g_F`` (not 1)
+    where ``g_X == g_F`` exactly; for strengths of 1 or more (every non-zero Sobel response of
+    whole grey levels) both give the same sigmoid to 1e-3.
+    """
+    g_f, a_f = _edge_strength_and_orientation(fused, eps)
+    num = fused.new_zeros(fused.shape[0])
+    den = fused.new_zeros(fused.shape[0])
+    for source in (ir, vis):
+        g_s, a_s = _edge_strength_and_orientation(source, eps)
+        rel = torch.minimum(g_s, g_f) / torch.maximum(g_s, g_f)
+        ang = 1.0 - (a_s - a_f).abs() / (torch.pi / 2)
+        q = 0.9994 * torch.sigmoid(15.0 * (rel - 0.5)) * 0.9879 * torch.sigmoid(22.0 * (ang - 0.8))
+        num = num + (q * g_s).sum(dim=(1, 2, 3))
+        den = den + g_s.sum(dim=(1, 2, 3))
+    return num / den.clamp_min(1e-30)
+
+
+def qabf_loss(fused: Tensor, ir: Tensor, vis: Tensor) -> Tensor:
+    """``mean_n(1 - Qabf_n)``, the paper's Qabf column (:func:`qabf`, 0-255 scale) made a loss
+    (0 at best, 1 at worst)."""
+    return (1.0 - qabf(fused * 255.0, ir * 255.0, vis * 255.0)).mean()
+
+
 def halo_loss(fused: Tensor, ir: Tensor, vis: Tensor, radius: int = 2) -> Tensor:
     """``mean(relu(lo - F) + relu(F - hi))``: how far the fused image leaves the sources' local
     range, ``lo`` / ``hi`` the minimum of ``min(I, V)`` / maximum of ``max(I, V)`` over the
@@ -227,6 +279,7 @@ EXTRA_TERMS = {
     "halo": halo_loss,
     "max_int": max_intensity_loss,
     "vif": vif_loss,
+    "qabf": qabf_loss,
 }
 
 
@@ -245,6 +298,7 @@ def fusion_loss(
     halo_weight: float = 0.0,
     max_int_weight: float = 0.0,
     vif_weight: float = 0.0,
+    qabf_weight: float = 0.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Total loss and its terms ``{"int", "tex"}`` (scalars; ``tex`` is 0 for setting C),
     plus each of :data:`EXTRA_TERMS` whose weight is above 0."""
@@ -268,6 +322,7 @@ def fusion_loss(
         "halo": halo_weight,
         "max_int": max_int_weight,
         "vif": vif_weight,
+        "qabf": qabf_weight,
     }
     for name, term in EXTRA_TERMS.items():
         if weights[name] > 0:
@@ -284,7 +339,8 @@ class FusionLoss(nn.Module):
         lam: weight of the texture term (paper: 5).
         kernel_size, sigma: Gaussian window of the contrast mask (9, 1.5).
         **extra_weights: ``<name>_weight`` for each of :data:`EXTRA_TERMS` (``flat_weight``, ``scd_weight``,
-            ``halo_weight``, ``max_int_weight``, ``vif_weight``); each is 0, the paper's loss, unless given.
+            ``halo_weight``, ``max_int_weight``, ``vif_weight``, ``qabf_weight``); each is 0, the paper's loss,
+            unless given.
     """
 
     def __init__(
