@@ -29,6 +29,28 @@ def _ramp(slope: float, h: int = 16, w: int = 20) -> torch.Tensor:
     return (torch.arange(w).float() * slope).expand(h, w).reshape(1, 1, h, w).clone()
 
 
+def _train128_grey(data_dir, n: int = 3) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first ``n`` ``msrs/train128`` pairs as float64 (infrared, visible) grey images, 0-255."""
+    from refinefuse.colour import grey_255
+    from refinefuse.io import read_image
+
+    folder = data_dir / "msrs" / "train128"
+    names = sorted(p.name for p in (folder / "ir").glob("*.png"))[:n]
+    grey = lambda path: grey_255(read_image(path)).astype(np.float64)  # noqa: E731
+    return [(grey(folder / "ir" / name), grey(folder / "vi" / name)) for name in names]
+
+
+def _as_batch(img: np.ndarray, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``(H, W)`` -> ``(1, 1, H, W)`` tensor, values unchanged."""
+    return torch.tensor(img, dtype=dtype)[None, None]
+
+
+def _descend(fused: torch.Tensor, step: float = 0.02) -> np.ndarray:
+    """One normalised step down ``fused.grad`` (a [0, 1] image), clamped, as a 0-255 float64 image."""
+    stepped = (fused - step * fused.grad / fused.grad.abs().max()).clamp(0, 1)
+    return stepped.detach()[0, 0].double().numpy() * 255
+
+
 def test_local_variance_constant_and_checkerboard():
     flat = torch.full((1, 1, 24, 24), 0.7)
     assert torch.allclose(local_variance(flat), torch.zeros_like(flat), atol=1e-6)
@@ -256,17 +278,12 @@ def test_max_intensity_term_adds_the_max_rule_pull_to_the_paper_loss():
 def test_vif_loss_is_the_vif_metric_and_its_gradient_raises_vif(data_dir):
     """``losses.vifp`` computes the metric's VIF (``metrics.functional.vifp``) differentiably; one
     step down the gradient of ``vif_loss`` raises the metric's VIF of the fused image."""
-    from refinefuse.colour import grey_255
-    from refinefuse.io import read_image
     from refinefuse.losses import vif_loss, vifp
     from refinefuse.metrics.functional import vif
     from refinefuse.metrics.functional import vifp as vifp_metric
 
-    folder = data_dir / "msrs" / "train128"
-    names = sorted(p.name for p in (folder / "ir").glob("*.png"))[:3]
-    t = lambda a: torch.tensor(a, dtype=torch.float64)[None, None]  # noqa: E731
-    for name in names:
-        ir, vis = (grey_255(read_image(folder / sub / name)).astype(np.float64) for sub in ("ir", "vi"))
+    t = _as_batch
+    for ir, vis in _train128_grey(data_dir):
         for fused in (np.maximum(ir, vis), (ir + vis) / 2, vis):
             for ref in (ir, vis):
                 assert vifp(t(ref), t(fused)).item() == pytest.approx(vifp_metric(ref, fused), rel=1e-9, abs=1e-12)
@@ -275,29 +292,23 @@ def test_vif_loss_is_the_vif_metric_and_its_gradient_raises_vif(data_dir):
     with pytest.raises(ValueError, match="at least 41x41"):
         vifp(flat[..., :40, :40], flat[..., :40, :40])
 
-    mean = torch.tensor((ir + vis) / 2 / 255, dtype=torch.float32)[None, None].requires_grad_(True)
-    a, b = (torch.tensor(x / 255, dtype=torch.float32)[None, None] for x in (ir, vis))
+    mean = _as_batch((ir + vis) / 2 / 255, torch.float32).requires_grad_(True)
+    a, b = (_as_batch(x / 255, torch.float32) for x in (ir, vis))
     loss = vif_loss(mean, a, b)
     assert loss.item() == pytest.approx(2 - vif(mean.detach()[0, 0].double().numpy() * 255, ir, vis), rel=1e-4)
     loss.backward()
-    stepped = (mean - 0.02 * mean.grad / mean.grad.abs().max()).clamp(0, 1).detach()[0, 0].double().numpy() * 255
-    assert vif(stepped, ir, vis) > vif(mean.detach()[0, 0].double().numpy() * 255, ir, vis) + 1e-3
+    assert vif(_descend(mean), ir, vis) > vif(mean.detach()[0, 0].double().numpy() * 255, ir, vis) + 1e-3
 
 
 def test_qabf_loss_is_the_qabf_metric_and_its_gradient_raises_qabf(data_dir):
     """``losses.qabf`` computes the metric's Qabf (``metrics.functional.qabf``) differentiably, up to the
     references' ``G = g_F`` quirk where the strengths are equal; a step down the gradient of ``qabf_loss``
     raises the metric's Qabf; flat images give a finite loss and gradient."""
-    from refinefuse.colour import grey_255
-    from refinefuse.io import read_image
     from refinefuse.losses import qabf, qabf_loss
     from refinefuse.metrics.functional import qabf as qabf_metric
 
-    folder = data_dir / "msrs" / "train128"
-    names = sorted(p.name for p in (folder / "ir").glob("*.png"))[:3]
-    t = lambda a: torch.tensor(a, dtype=torch.float64)[None, None]  # noqa: E731
-    for name in names:
-        ir, vis = (grey_255(read_image(folder / sub / name)).astype(np.float64) for sub in ("ir", "vi"))
+    t = _as_batch
+    for ir, vis in _train128_grey(data_dir):
         # the mean shares no edge strength with a source exactly: the same value as the metric
         assert qabf(t((ir + vis) / 2), t(ir), t(vis)).item() == pytest.approx(
             qabf_metric((ir + vis) / 2, ir, vis), abs=1e-6
@@ -306,14 +317,13 @@ def test_qabf_loss_is_the_qabf_metric_and_its_gradient_raises_qabf(data_dir):
         for fused in (np.maximum(ir, vis), vis):
             assert qabf(t(fused), t(ir), t(vis)).item() == pytest.approx(qabf_metric(fused, ir, vis), abs=1e-3)
 
-    mean = torch.tensor((ir + vis) / 2 / 255, dtype=torch.float32)[None, None].requires_grad_(True)
-    a, b = (torch.tensor(x / 255, dtype=torch.float32)[None, None] for x in (ir, vis))
+    mean = _as_batch((ir + vis) / 2 / 255, torch.float32).requires_grad_(True)
+    a, b = (_as_batch(x / 255, torch.float32) for x in (ir, vis))
     total, terms = FusionLoss(qabf_weight=1.0)(mean, a, b)
     assert terms["qabf"].item() == pytest.approx(1 - qabf_metric((ir + vis) / 2, ir, vis), abs=1e-4)
     terms["qabf"].backward()
     before = qabf_metric(mean.detach()[0, 0].double().numpy() * 255, ir, vis)
-    stepped = (mean - 0.02 * mean.grad / mean.grad.abs().max()).clamp(0, 1).detach()[0, 0].double().numpy() * 255
-    assert qabf_metric(stepped, ir, vis) > before + 0.01
+    assert qabf_metric(_descend(mean), ir, vis) > before + 0.01
 
     flat = torch.full((2, 1, 24, 24), 0.5, requires_grad=True)
     loss = qabf_loss(flat, flat.detach(), flat.detach())
