@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
-from refinefuse.checkpoint import load_model, read_checkpoint, release_checkpoint, save_checkpoint
+from refinefuse.checkpoint import (
+    UnfinishedRunWarning,
+    load_model,
+    read_checkpoint,
+    release_checkpoint,
+    save_checkpoint,
+)
 from refinefuse.errors import InputError
 from refinefuse.models import create_model
 
@@ -62,3 +70,18 @@ def test_release_checkpoint_half_precision(tmp_path):
     # releasing the same checkpoint again writes the same bytes (no temp-file name inside)
     again = release_checkpoint(full, tmp_path / "again" / "release.pt", meta={"data": "x"})
     assert again.read_bytes() == slim.read_bytes()
+
+
+def test_checkpoint_of_an_unfinished_run_warns(tmp_path):
+    """``last.pt`` is rewritten every epoch: reading it mid-run must not pass for the run's result."""
+    model = create_model("refinefuse", **SMALL)
+    mid = save_checkpoint(tmp_path / "mid" / "last.pt", model, epoch=5, train_config={"epochs": 6})
+    with pytest.warns(UnfinishedRunWarning, match=r"last\.pt: checkpoint from epoch 5 of 6"):
+        load_model(mid)
+    done = save_checkpoint(tmp_path / "done" / "last.pt", model, epoch=6, train_config={"epochs": 6})
+    best = save_checkpoint(tmp_path / "done" / "best.pt", model, epoch=4, train_config={"epochs": 6})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnfinishedRunWarning)
+        load_model(done)
+        load_model(best)  # an earlier epoch by design
+        load_model(save_checkpoint(tmp_path / "plain.pt", model))  # no training state: nothing to say

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from refinefuse.checkpoint import load_model, read_checkpoint
+from refinefuse.checkpoint import UnfinishedRunWarning, load_model, read_checkpoint
 from refinefuse.cli import main
 from refinefuse.config import TrainConfig, default_config_path, load_config, parse_overrides
 from refinefuse.errors import InputError
@@ -293,7 +293,8 @@ def test_kill_during_training_then_resume(data_dir, tmp_path):
             proc.kill()
     done = read_checkpoint(out / "last.pt")["epoch"]
     assert 1 <= done < 40
-    load_model(out / "last.pt")  # never corrupted
+    with pytest.warns(UnfinishedRunWarning, match=f"epoch {done} of 40"):
+        load_model(out / "last.pt")  # never corrupted, and said to be from an unfinished run
     short = _cli_args(data_dir, out, done + 2, "--max-pairs", "40", "--workers", "1", "--resume")
     result = subprocess.run([sys.executable, "-m", "refinefuse", *short], env=_env(), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

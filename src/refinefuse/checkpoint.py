@@ -29,6 +29,7 @@ import json
 import os
 import pickle
 import struct
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,16 @@ __all__ = [
     "read_checkpoint",
     "load_model",
     "release_checkpoint",
+    "UnfinishedRunWarning",
 ]
 
 FORMAT = "refinefuse-checkpoint"
 VERSION = 1
+
+
+class UnfinishedRunWarning(UserWarning):
+    """A run's ``last.pt`` from before the run's planned last epoch (read while the run goes on, or stopped)."""
+
 
 #: Types that ``.pt`` files written by earlier versions hold besides tensors: the numpy RNG
 #: state (a uint32 array) and ``torch.__version__`` in ``meta``. None of them runs code.
@@ -251,8 +258,28 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
         model.load_state_dict(state["state_dict"])
     except RuntimeError as exc:
         raise InputError(f"{path}: weights do not match the model config ({str(exc).splitlines()[0]})") from None
+    _warn_if_unfinished(path, state)
     model.meta = state.get("meta", {})
     return model.to(map_location).eval()
+
+
+def _warn_if_unfinished(path: Path | str | os.PathLike[str], state: dict[str, Any]) -> None:
+    """Warn when a run's ``last.pt`` is from before the run's planned last epoch.
+
+    The trainer rewrites ``last.pt`` after every epoch, so one read while its run is still going
+    is an intermediate model, not the run's result. ``best.pt`` and ``epoch_NNNN.pt`` are
+    earlier epochs by design and are not checked.
+    """
+    if Path(path).name != "last.pt":
+        return
+    epoch, config = state.get("epoch"), state.get("train_config")
+    planned = config.get("epochs") if isinstance(config, dict) else None
+    if isinstance(epoch, int) and isinstance(planned, int) and epoch < planned:
+        warnings.warn(
+            f"{path}: checkpoint from epoch {epoch} of {planned}: its run has not finished (or was stopped)",
+            UnfinishedRunWarning,
+            stacklevel=3,
+        )
 
 
 def release_checkpoint(
