@@ -50,10 +50,15 @@ __all__ = [
     "load_model",
     "release_checkpoint",
     "UnfinishedRunWarning",
+    "LAST",
+    "BEST",
 ]
 
 FORMAT = "refinefuse-checkpoint"
 VERSION = 1
+
+#: File names of a training run's rolling checkpoint and its best-validation copy (the run folder's).
+LAST, BEST = "last.pt", "best.pt"
 
 
 class UnfinishedRunWarning(UserWarning):
@@ -270,7 +275,7 @@ def _warn_if_unfinished(path: Path | str | os.PathLike[str], state: dict[str, An
     is an intermediate model, not the run's result. ``best.pt`` and ``epoch_NNNN.pt`` are
     earlier epochs by design and are not checked.
     """
-    if Path(path).name != "last.pt":
+    if Path(path).name != LAST:
         return
     epoch, config = state.get("epoch"), state.get("train_config")
     planned = config.get("epochs") if isinstance(config, dict) else None

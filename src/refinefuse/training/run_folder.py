@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import model_spec, read_checkpoint
+from ..checkpoint import BEST, LAST, model_spec, read_checkpoint
 from ..config import TrainConfig
 from ..errors import InputError
 from ..io import atomic_path
@@ -35,8 +35,6 @@ __all__ = [
     "atomic_copy",
     "keep_recent",
 ]
-
-LAST, BEST = "last.pt", "best.pt"
 
 
 def atomic_copy(src: Path, dst: Path) -> None:
