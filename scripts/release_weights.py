@@ -98,7 +98,9 @@ def _data(cfg: dict, pairs: object, note: str | None = None) -> str:
 def _schedule(cfg: dict) -> str:
     crop = cfg.get("crop")
     sized = " of the 128x128 images" if str(cfg.get("data", "")).rstrip("/").endswith("train128") else ""
-    crops = f"whole{sized or ' images'}" if crop is None or crop >= 128 else f"random {crop}x{crop} crops{sized}"
+    # a crop of 128 or more is a whole train128 image only when the images are not resized first
+    whole = crop is None or (bool(sized) and crop >= 128 and not cfg.get("rescale"))
+    crops = f"whole{sized or ' images'}" if whole else f"random {crop}x{crop} crops{sized}"
     loss = {"full": "paper loss `full`", "A": "loss `A`", "B": "loss `B` (max-intensity, Table 8)", "C": "loss `C`"}[
         cfg.get("loss", "full")
     ]

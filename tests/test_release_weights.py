@@ -105,3 +105,16 @@ def test_schedule_names_every_loss_term_beyond_the_papers():
     text = release._schedule({**cfg, "max_int_weight": 0.5, "vif_weight": 0.3, "qabf_weight": 1.0})
     assert "max(I, V) intensity term (Table 8's loss B), weight 0.5; 2 - VIF term, weight 0.3" in text
     assert "1 - Qabf term, weight 1.0" in text
+
+
+def test_schedule_says_whole_images_only_when_the_crop_covers_them():
+    from script_loader import load_script
+
+    release = load_script("scripts/release_weights.py")
+    cfg = {"loss": "full", "optimizer": "adam", "lr": 1e-4, "batch_size": 8, "min_lr": 1e-5}
+    assert "whole images" in release._schedule({**cfg, "crop": None})
+    train128 = {**cfg, "data": "../shared/data/msrs/train128", "crop": 128}
+    assert "whole of the 128x128 images" in release._schedule(train128)
+    # resized before cropping, or full-resolution pairs: a 128 px crop is part of an image
+    assert "random 128x128 crops of the 128x128 images" in release._schedule({**train128, "rescale": [1, 4]})
+    assert "random 128x128 crops" in release._schedule({**cfg, "data": "~/data/mix_ho", "crop": 128})
