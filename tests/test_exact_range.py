@@ -10,6 +10,7 @@ the 42 MRI-PET pairs, 99.0% of the pixels where both sources are 0 come out exac
 (card stages 12-13): 99.4% (mean 0.011); stage 16 (card stages 14-17): 98.9% (mean 0.020);
 stage 17 (card stages 18-19): 98.4% (mean 0.030).
 The stage-3 weights gave no exact pixel at all (background mean 1.1).
+(`python scripts/shipped_weights_checks.py` prints these for any weights.)
 The floors below are those measurements with a little slack; the remaining non-exact
 pixels are the open part of issue 13."""
 

@@ -24,9 +24,9 @@ SALIENT_CLASSES = (1, 2, 3)  # MSRS labels: car, person, bike
 
 # Floors for the shipped weights: the issue-6 quality bar (MSRS test: VIF >= 0.95, Qabf >= 0.65,
 # SCD >= 1.50), here on a handful of pairs, and most of the infrared target contrast kept.
-# Measured on these pairs with the shipped weights (stage 17): target share 0.874-0.949, mean VIF 1.045,
-# Qabf 0.711, SCD 1.747 (stage 16: 0.860-0.938, 1.034, 0.707, 1.748; stage 15: 0.877-0.949, 1.031, 0.705,
-# 1.751; the full 361-pair table is in docs/RESULTS.md).
+# Measured on these pairs with the shipped weights (stage 17; `python scripts/shipped_weights_checks.py`):
+# target share 0.874-0.949, mean VIF 1.045, Qabf 0.711, SCD 1.747 (stage 16: 0.860-0.938, 1.034, 0.707, 1.748;
+# stage 15: 0.877-0.949, 1.031, 0.705, 1.751; the full 361-pair table is in docs/RESULTS.md).
 TARGET_SHARE = 0.5
 MIN_VIF, MIN_QABF, MIN_SCD = 0.95, 0.65, 1.50
 
