@@ -16,11 +16,13 @@ pixels are the open part of issue 13."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from script_loader import load_script
 
-from refinefuse.fuse import fuse_arrays, load_fuser
-from refinefuse.io import pair_folders, read_image
+from refinefuse.fuse import load_fuser
+
+# the measurements are the script's, which prints them
+checks = load_script("scripts/shipped_weights_checks.py")
 
 MIN_EXACT_FLAT = 0.995  # share of exactly black / white pixels for a flat pair
 MIN_EXACT_BACKGROUND = 0.98  # MRI-PET: share of both-black pixels that come out exactly 0
@@ -34,29 +36,15 @@ def fuser():
 
 @pytest.mark.parametrize("value", [0, 255])
 def test_flat_black_and_white_fuse_to_themselves(fuser, value):
-    flat = np.full((96, 128), value, np.uint8)
-    fused = fuse_arrays(flat, flat, fuser)
-    assert (fused == value).mean() >= MIN_EXACT_FLAT
-    assert np.abs(fused.astype(int) - value).max() <= 8
-
-
-def _grey_max(img: np.ndarray) -> np.ndarray:
-    return img.reshape(*img.shape[:2], -1).max(axis=2)
+    exact, largest = checks.flat_pair(fuser, value)
+    assert exact >= MIN_EXACT_FLAT
+    assert largest <= 8
 
 
 def test_mri_pet_background_stays_black(fuser, data_dir):
-    folder = data_dir / "medical" / "MRI_PET"
-    pairs = pair_folders(folder / "PET", folder / "MRI")
-    assert len(pairs) == 42
-    exact, total, means = 0, 0, []
-    for pair in pairs:
-        pet, mri = read_image(pair.ir), read_image(pair.vis)
-        fused = fuse_arrays(pet, mri, fuser, mode="medical")
-        both_black = (_grey_max(pet) == 0) & (_grey_max(mri) == 0)
-        assert both_black.mean() > 0.3, pair.name
-        background = _grey_max(fused)[both_black]
-        exact += int((background == 0).sum())
-        total += background.size
-        means.append(float(background.mean()))
-    assert exact / total >= MIN_EXACT_BACKGROUND, exact / total
-    assert float(np.mean(means)) <= MAX_BACKGROUND_MEAN
+    background = checks.mri_pet_background(fuser, data_dir / "medical" / "MRI_PET")
+    assert background["pairs"] == 42
+    for name, share in background["both_black"].items():
+        assert share > 0.3, name
+    assert background["exact"] >= MIN_EXACT_BACKGROUND, background["exact"]
+    assert background["mean"] <= MAX_BACKGROUND_MEAN

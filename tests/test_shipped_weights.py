@@ -7,20 +7,15 @@ import json
 
 import numpy as np
 import pytest
+from script_loader import load_script
 
 from refinefuse import RefineFuse
 from refinefuse.checkpoint import read_checkpoint
-from refinefuse.colour import grey_255, luminance
-from refinefuse.fuse import default_weights, fuse_arrays, load_fuser
-from refinefuse.io import read_image
-from refinefuse.metrics import evaluate
+from refinefuse.fuse import default_weights, load_fuser
 from refinefuse.reproduce import reproduce
 
-# night scenes with people and cars that are bright in infrared and dark in visible light,
-# and a daytime scene with glare
-NIGHT_PAIRS = ("00004N", "00746N", "00959N")
-DAY_PAIRS = ("01380D",)
-SALIENT_CLASSES = (1, 2, 3)  # MSRS labels: car, person, bike
+# the measurements (pairs, target share, mean metrics) are the script's, which prints them
+checks = load_script("scripts/shipped_weights_checks.py")
 
 # Floors for the shipped weights: the issue-6 quality bar (MSRS test: VIF >= 0.95, Qabf >= 0.65,
 # SCD >= 1.50), here on a handful of pairs, and most of the infrared target contrast kept.
@@ -40,13 +35,7 @@ def weights():
 
 @pytest.fixture(scope="module")
 def fused_pairs(weights, data_dir):
-    fuser = load_fuser(weights=weights, device="cpu")
-    test = data_dir / "msrs" / "test"
-    out = {}
-    for name in NIGHT_PAIRS + DAY_PAIRS:
-        ir, vis = read_image(test / "ir" / f"{name}.png"), read_image(test / "vi" / f"{name}.png")
-        out[name] = (ir, vis, fuse_arrays(ir, vis, fuser), read_image(test / "label" / f"{name}.png"))
-    return out
+    return checks.fuse_msrs_pairs(load_fuser(weights=weights, device="cpu"), data_dir / "msrs" / "test")
 
 
 def test_weights_are_small_documented_and_paper_sized(weights):
@@ -69,30 +58,20 @@ def test_weights_are_small_documented_and_paper_sized(weights):
     assert f"| epochs | {meta['epochs']} " in card and meta["command"] in card
 
 
-def _target_shares(fused_pairs) -> dict[str, float]:
-    """Inside labelled people/cars/bikes that are hotter than they are bright, the share of the
-    infrared-minus-visible contrast that the fused luminance keeps (0: visible, 1: infrared)."""
-    shares = {}
-    for name in NIGHT_PAIRS:
-        ir, vis, fused, label = fused_pairs[name]
-        ir_y, vis_y, fused_y = (luminance(x) for x in (ir, vis, fused))
-        target = np.isin(label, SALIENT_CLASSES) & (ir_y > vis_y + 0.1)
-        assert target.sum() > 500, name
-        shares[name] = float((fused_y[target] - vis_y[target]).mean() / (ir_y[target] - vis_y[target]).mean())
-    return shares
-
-
 def test_keeps_infrared_targets_at_night(fused_pairs):
-    for name, share in _target_shares(fused_pairs).items():
+    """Inside labelled people/cars/bikes that are hotter than they are bright, the fused luminance
+    keeps most of the infrared-minus-visible contrast (0: visible, 1: infrared)."""
+    shares = checks.target_shares(fused_pairs)
+    assert set(shares) == {"00004N", "00746N", "00959N"}
+    for name, (share, pixels) in shares.items():
+        assert pixels > 500, name
         assert share > TARGET_SHARE, f"{name}: fused keeps only {share:.2f} of the infrared target contrast"
 
 
 def test_colour_and_metrics_on_real_pairs(fused_pairs):
-    scores = []
-    for ir, vis, fused, _ in fused_pairs.values():
+    for _, vis, fused, _ in fused_pairs.values():
         assert fused.shape == vis.shape and fused.dtype == np.uint8  # colour from the visible image
-        scores.append(evaluate(grey_255(fused), grey_255(ir), grey_255(vis), metrics=("VIF", "Qabf", "SCD")))
-    mean = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
+    mean = checks.mean_scores(fused_pairs)
     assert mean["VIF"] > MIN_VIF and mean["Qabf"] > MIN_QABF and mean["SCD"] > MIN_SCD, mean
 
 

@@ -11,7 +11,8 @@ from script_loader import load_script
 def test_prints_target_share_flat_pairs_and_mri_pet_background(data_dir, monkeypatch, capsys):
     monkeypatch.setenv("REFINEFUSE_DATA_ROOT", str(data_dir.parent))
     script = load_script("scripts/shipped_weights_checks.py")
-    monkeypatch.setattr(script, "MSRS_PAIRS", ("00004N",))  # one night pair
+    monkeypatch.setattr(script, "NIGHT_PAIRS", ("00004N",))  # one night pair, no daytime pair
+    monkeypatch.setattr(script, "DAY_PAIRS", ())
     real_pairs = script.pair_folders
     monkeypatch.setattr(script, "pair_folders", lambda *folders: real_pairs(*folders)[:2])  # two MRI-PET pairs
     monkeypatch.setattr(sys, "argv", ["shipped_weights_checks.py"])
