@@ -120,6 +120,8 @@ def _schedule(cfg: dict) -> str:
             extras.append(f"{TERM_DESCRIPTIONS[name]}, weight {cfg[f'{name}_weight']}")
     if (cfg.get("model_overrides") or {}).get("out_margin"):
         extras.append(f"output margin {cfg['model_overrides']['out_margin']}")
+    if cfg.get("ema_decay"):
+        extras.append(f"moving average of the weights (EMA, decay {cfg['ema_decay']}), which the checkpoint holds")
     if cfg.get("amp") and cfg.get("amp_dtype") == "bfloat16":
         extras.append("bfloat16 autocast")
     return (

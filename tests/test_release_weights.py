@@ -105,6 +105,9 @@ def test_schedule_names_every_loss_term_beyond_the_papers():
     text = release._schedule({**cfg, "max_int_weight": 0.5, "vif_weight": 0.3, "qabf_weight": 1.0})
     assert "max(I, V) intensity term (Table 8's loss B), weight 0.5; 2 - VIF term, weight 0.3" in text
     assert "1 - Qabf term, weight 1.0" in text
+    assert "EMA" not in text and "moving average of the weights (EMA, decay 0.998)" in release._schedule(
+        {**cfg, "ema_decay": 0.998}
+    )
 
 
 def test_schedule_says_whole_images_only_when_the_crop_covers_them():

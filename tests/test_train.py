@@ -275,6 +275,44 @@ def test_init_starts_a_new_run_from_a_checkpoint(data_dir, tmp_path):
         train(_config(data_dir, tmp_path / "missing", init=str(tmp_path / "nope.pt")))
 
 
+def test_weight_average_is_checkpointed_validated_and_resumed(data_dir, tmp_path):
+    # 12 training pairs at batch 4: 3 steps an epoch
+    straight = tmp_path / "straight"
+    train(_config(data_dir, straight, epochs=2, ema_decay=0.9))
+    state = read_checkpoint(straight / "last.pt")
+    assert state["ema_n_averaged"] == 6
+    average, raw = state["state_dict"], state["train_state_dict"]
+    assert average.keys() == raw.keys()
+    assert any(not torch.allclose(average[k], raw[k]) for k in raw)  # the average lags the raw weights
+    # validation scores the average, which is what load_model gives
+    model = load_model(straight / "last.pt")
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, average[key])
+    # a resumed run continues both the raw weights and the average
+    split = tmp_path / "split"
+    train(_config(data_dir, split, epochs=1, ema_decay=0.9))
+    assert read_checkpoint(split / "last.pt")["ema_n_averaged"] == 3
+    train(build_config(overrides={"out": str(split), "epochs": 2}, resume=True))
+    resumed = read_checkpoint(split / "last.pt")
+    assert resumed["ema_n_averaged"] == 6
+    for name in ("state_dict", "train_state_dict"):
+        for key in raw:
+            torch.testing.assert_close(resumed[name][key], state[name][key], rtol=1e-4, atol=1e-6)
+    assert float(_log(split)[-1]["val_loss"]) == pytest.approx(float(_log(straight)[-1]["val_loss"]), rel=1e-4)
+    # a near-zero decay follows the raw weights; the same run without an average stores those alone
+    follow = tmp_path / "follow"
+    train(_config(data_dir, follow, epochs=1, ema_decay=1e-9))
+    state = read_checkpoint(follow / "last.pt")
+    for key in state["state_dict"]:
+        torch.testing.assert_close(state["state_dict"][key], state["train_state_dict"][key])
+    plain = tmp_path / "plain"
+    train(_config(data_dir, plain, epochs=1))
+    state_plain = read_checkpoint(plain / "last.pt")
+    assert "train_state_dict" not in state_plain and "ema_n_averaged" not in state_plain
+    for key in state_plain["state_dict"]:
+        torch.testing.assert_close(state_plain["state_dict"][key], state["train_state_dict"][key])
+
+
 def test_kill_during_training_then_resume(data_dir, tmp_path):
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "refinefuse", *_cli_args(data_dir, out, 40, "--max-pairs", "40", "--workers", "1")]
@@ -580,6 +618,7 @@ def test_log_records_the_extra_loss_terms_only_when_they_are_on(data_dir, tmp_pa
         ({"epochs": 0}, "epochs must be at least 1, got 0"),
         ({"loss": "D"}, "loss must be one of full, A, B, C, got 'D'"),
         ({"vif_weight": 0.5, "crop": 32}, "vif_weight needs crops of 41 px or more, got 32"),
+        ({"ema_decay": 1.0}, "ema_decay must be in [0, 1), got 1.0"),
     ],
 )
 def test_unusable_settings_are_one_line_errors(data_dir, tmp_path, setting, message):

@@ -91,6 +91,7 @@ class TrainConfig:
     step_size: int = 100  #: step schedule: decay every N epochs
     gamma: float = 0.1  #: step schedule: decay factor
     grad_clip: float | None = None  #: clip the gradient norm (None: off)
+    ema_decay: float = 0.0  #: keep an exponential moving average of the weights (e.g. 0.998; 0: off; not in the paper)
     epochs: int = 300  #: paper: 300
     batch_size: int = 8  #: per process (DDP: the global batch is batch_size * world size)
     # runtime

@@ -7,6 +7,10 @@
   the flat-region penalty).
 - Optimiser: SGD (paper; momentum 0.9, our choice) or Adam; per-epoch schedule: linear
   warm-up from lr/10, then cosine decay to ``min_lr`` (or step decay).
+- Weight averaging (``ema_decay > 0``, not in the paper): an exponential moving average of the
+  weights after every step (:class:`torch.optim.swa_utils.AveragedModel`). Validation scores the
+  average and checkpoints hold it as their weights (what ``init``, fusion and releases use);
+  the raw weights travel along as ``train_state_dict`` so that ``--resume`` continues both.
 - Devices (:mod:`.runtime`): the CPU (NCHW, optional bfloat16 autocast); CUDA with mixed
   precision and channels_last; several processes with DistributedDataParallel under
   ``torchrun`` (``batch_size`` is per process).
@@ -36,6 +40,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Sampler
 
 from ..checkpoint import save_checkpoint
@@ -100,6 +105,7 @@ def check_config(cfg: TrainConfig) -> None:
         (cfg.scheduler in ("cosine", "step", "none"), f"scheduler must be cosine, step or none, got {cfg.scheduler!r}"),
         (cfg.amp_dtype in ("float16", "bfloat16"), f"amp_dtype must be float16 or bfloat16, got {cfg.amp_dtype!r}"),
         (cfg.val_every >= 1, f"val_every must be at least 1, got {cfg.val_every}"),
+        (0 <= cfg.ema_decay < 1, f"ema_decay must be in [0, 1), got {cfg.ema_decay}"),
         (
             not cfg.vif_weight or cfg.crop >= VIF_MIN_SIZE,
             f"vif_weight needs crops of {VIF_MIN_SIZE} px or more, got {cfg.crop}",
@@ -232,9 +238,15 @@ class _Run:
     memory_format: torch.memory_format
     amp_dtype: torch.dtype
     use_amp: bool
+    ema: AveragedModel | None = None
     start_epoch: int = 0
     best: float = math.inf
     log: RunLog | None = field(default=None, repr=False)
+
+    @property
+    def weights(self) -> nn.Module:
+        """The model that validation scores and checkpoints hold: the weight average when on."""
+        return self.model if self.ema is None else self.ema.module
 
 
 def _model(cfg: TrainConfig, resume_state: dict[str, Any] | None, out: Path) -> nn.Module:
@@ -297,13 +309,22 @@ def _setup(cfg: TrainConfig, rt: Runtime) -> tuple[_Run, dict[str, Any] | None]:
         memory_format=memory_format,
         amp_dtype=amp_dtype,
         use_amp=use_amp,
+        ema=(
+            AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+            if cfg.ema_decay > 0
+            else None
+        ),
     )
     return run, resume_state
 
 
 def _resume(run: _Run, state: dict[str, Any]) -> None:
     """Load weights, optimizer, schedule, scaler, best score and RNG from a ``--resume`` checkpoint."""
-    run.model.load_state_dict(state["state_dict"])
+    # with weight averaging the checkpoint's weights are the average and the raw ones are beside them
+    run.model.load_state_dict(state.get("train_state_dict") or state["state_dict"])
+    if run.ema is not None:  # a run that had no average starts one from its weights
+        run.ema.module.load_state_dict(state["state_dict"])
+        run.ema.n_averaged.fill_(int(state.get("ema_n_averaged", 1)))
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     if state.get("scaler"):
@@ -449,6 +470,8 @@ def _step(run: _Run, batch: dict[str, Any], epoch: int, step: int) -> tuple[torc
         nn.utils.clip_grad_norm_(run.net.parameters(), run.cfg.grad_clip)
     run.scaler.step(run.optimizer)
     run.scaler.update()
+    if run.ema is not None:
+        run.ema.update_parameters(run.model)
     return values, ir.shape[0]
 
 
@@ -459,7 +482,7 @@ def _finish_epoch(run: _Run, epoch: int, train_terms: np.ndarray, timing: dict[s
     grid: np.ndarray | None = None
     metrics: dict[str, float] = {}
     if run.val_loader is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-        val_terms, grid, metrics = validate(run.model, run.val_loader, run.criterion, run.rt, cfg)
+        val_terms, grid, metrics = validate(run.weights, run.val_loader, run.criterion, run.rt, cfg)
         (out / "val").mkdir(exist_ok=True)
         write_image(out / "val" / f"epoch_{epoch + 1:04d}.png", grid)
     # best.pt follows the validation loss (the training loss when there is no validation set)
@@ -515,9 +538,15 @@ def _save(run: _Run, epoch: int, train_terms: np.ndarray, val_terms: np.ndarray 
         "command": shlex.join(["refinefuse", *sys.argv[1:]]),
         "date": date,
     }
+    averaged: dict[str, Any] = {}
+    if run.ema is not None:
+        averaged = {
+            "train_state_dict": {k: v.detach().cpu() for k, v in run.model.state_dict().items()},
+            "ema_n_averaged": int(run.ema.n_averaged),
+        }
     save_checkpoint(
         path,
-        run.model,
+        run.weights,
         meta=meta,
         optimizer=run.optimizer.state_dict(),
         scheduler=run.scheduler.state_dict(),
@@ -526,6 +555,7 @@ def _save(run: _Run, epoch: int, train_terms: np.ndarray, val_terms: np.ndarray 
         best=run.best,
         rng=rng_state(),
         train_config=cfg.to_dict(),
+        **averaged,
     )
 
 
